@@ -1,0 +1,119 @@
+"""TFLite backend: tflite-runtime, else ai-edge-litert, else tensorflow.lite; CPU with XNNPACK."""
+
+import logging
+import os
+from typing import List, Mapping, Optional
+
+import numpy as np
+
+from ..checks import need_bool, need_int, reject_unknown
+from ..errors import BackendUnavailable, ModelError
+from ..types import TensorSpec
+
+KEY = "tflite"
+OPTIONS = ("threads", "xnnpack")
+log = logging.getLogger(__name__)
+
+# tflite-runtime 2.14 (its last release, the only one for Python 3.8 and older boards) cannot load
+# models under numpy 2; ai-edge-litert 2.x can. Order = what Pi and Jetson users actually have.
+_CANDIDATES = (
+    ("tflite_runtime.interpreter", "tflite-runtime"),
+    ("ai_edge_litert.interpreter", "ai-edge-litert"),
+    ("tensorflow.lite.python.interpreter", "tensorflow"),
+)
+
+
+def _load_interpreter():
+    """(Interpreter class, runtime name) of the first importable TFLite runtime."""
+    reasons = []
+    for module_name, dist in _CANDIDATES:
+        try:
+            module = __import__(module_name, fromlist=["Interpreter"])
+        except ImportError as why:
+            reasons.append("%s: %s" % (dist, why))
+            continue
+        if dist == "tflite-runtime" and _numpy_major() >= 2:
+            reasons.append("tflite-runtime: needs numpy<2 (numpy %s installed)" % np.__version__)
+            continue
+        return module.Interpreter, dist
+    raise BackendUnavailable("tflite: no TFLite runtime importable (%s); install with: "
+                             "pip install 'edgeagent[tflite]'" % "; ".join(reasons))
+
+
+def _numpy_major() -> int:
+    return int(np.__version__.split(".")[0])
+
+
+def probe() -> Optional[str]:
+    try:
+        _load_interpreter()
+    except BackendUnavailable as why:
+        return str(why).split(": ", 1)[1]
+    return None
+
+
+def runtime_version() -> Optional[str]:
+    _, dist = _load_interpreter()
+    try:
+        from importlib import metadata  # novm: only on 3.8+, guarded
+        return "%s %s" % (dist, metadata.version(dist))
+    except Exception:  # importlib.metadata missing (3.6/3.7) or dist metadata absent
+        return dist
+
+
+def _spec(detail: dict) -> TensorSpec:
+    quant = detail.get("quantization") or (0.0, 0)
+    scale, zero = float(quant[0]), int(quant[1])
+    shape = tuple(int(d) for d in detail.get("shape_signature", detail["shape"]))
+    return TensorSpec(detail["name"], shape, np.dtype(detail["dtype"]).name,
+                      (scale, zero) if scale else None)
+
+
+class TFLiteBackend:
+    """One interpreter; set_tensor, invoke, get_tensor for each output (copies, since the
+    interpreter reuses its buffers on the next invoke)."""
+
+    name = KEY
+    device = "cpu"
+
+    def __init__(self, interpreter, runtime: str) -> None:
+        self._it = interpreter
+        self._it.allocate_tensors()
+        inputs = self._it.get_input_details()
+        if len(inputs) != 1:
+            raise ModelError("model has %d inputs; edgeagent pipelines feed exactly one image input"
+                             % len(inputs))
+        self._input_index = inputs[0]["index"]
+        self.input_spec = _spec(inputs[0])
+        outputs = self._it.get_output_details()
+        self._output_indices = [o["index"] for o in outputs]
+        self.output_specs = [_spec(o) for o in outputs]
+        self.runtime = runtime
+        self.precision = self.input_spec.dtype
+
+    @classmethod
+    def from_options(cls, model_path: str, options: Mapping, where: str) -> "TFLiteBackend":
+        reject_unknown(options, OPTIONS, where, "tflite.")
+        threads = need_int(options.get("threads", 2), where, "tflite.threads", lo=1)
+        need_bool(options.get("xnnpack", True), where, "tflite.xnnpack")
+        interpreter_cls, runtime = _load_interpreter()
+        if not os.path.isfile(model_path):
+            raise ModelError("%s: model file not found; check the pipeline's models: entry"
+                             % model_path)
+        try:
+            interpreter = interpreter_cls(model_path=model_path, num_threads=threads)
+        except (ValueError, RuntimeError) as why:
+            raise ModelError("%s: %s cannot load it as a TFLite model: %s" % (
+                model_path, runtime, str(why).strip().splitlines()[0]))
+        return cls(interpreter, runtime)
+
+    def infer(self, tensor: np.ndarray) -> List[np.ndarray]:
+        self._it.set_tensor(self._input_index, tensor)
+        self._it.invoke()
+        return [self._it.get_tensor(i).copy() for i in self._output_indices]
+
+    def close(self) -> None:
+        self._it = None
+
+
+BACKEND_CLASS = TFLiteBackend

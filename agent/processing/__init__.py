@@ -1,0 +1,1 @@
+"""Frame -> model tensor (preprocess) and raw model outputs -> results (decoders, nms)."""
