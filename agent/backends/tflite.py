@@ -94,7 +94,8 @@ class TFLiteBackend:
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, where: str) -> "TFLiteBackend":
         reject_unknown(options, OPTIONS, where, "tflite.")
-        threads = need_int(options.get("threads", 2), where, "tflite.threads", lo=1)
+        threads = need_int(options.get("threads", 0), where, "tflite.threads", lo=0)
+        threads = threads or os.cpu_count() or 1      # 0 = one per core
         need_bool(options.get("xnnpack", True), where, "tflite.xnnpack")
         interpreter_cls, runtime = _load_interpreter()
         if not os.path.isfile(model_path):

@@ -1,0 +1,171 @@
+"""edgeagent command line. Thin: parse, call one function, map errors to exit codes.
+
+Every EdgeAgentError is printed as one line on stderr with a non-zero exit code; anything else
+is a bug and keeps its traceback."""
+
+import argparse
+import dataclasses  # novm: the dataclasses backport serves 3.6
+import json
+import logging
+import sys
+from typing import List, Optional
+
+from . import __version__
+from .errors import EdgeAgentError
+
+log = logging.getLogger("edgeagent")
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run the agent (the systemd service runs this)")
+    p.add_argument("--config", help="config YAML (default: built-in defaults)")
+    p.add_argument("--pipeline", help="pipeline name (shipped) or path to a pipeline .yaml")
+    p.add_argument("--profile", help="force a device profile instead of detecting the board")
+    p.add_argument("--backend", help="force one backend instead of the profile's order")
+    p.add_argument("--source", help="source URI: file://, images://, rtsp://, http://, "
+                                    "v4l2:///dev/videoN, csi://N, picam://N, synthetic://")
+    p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--print", dest="print_results", action="store_true",
+                   help="write each result payload as one JSON line on stdout")
+    p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
+    p.add_argument("--state-dir", help="outbox and engine cache folder (overrides config)")
+    p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
+    p.add_argument("--log-level", choices=("debug", "info", "warning", "error"))
+
+
+def _add_detect(sub) -> None:
+    p = sub.add_parser("detect", help="show the device, its profile and which backends can run")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--profile", help="force a profile (as run --profile)")
+    p.add_argument("--config", help="config YAML whose device.profile applies")
+
+
+def _add_validate(sub) -> None:
+    p = sub.add_parser("validate", help="check a config (and its pipeline) without running")
+    p.add_argument("--config", required=True)
+    p.add_argument("--pipeline", help="also check this pipeline instead of the config's")
+
+
+def _add_build_engine(sub) -> None:
+    p = sub.add_parser("build-engine", help="build (or verify) the TensorRT engine of a pipeline")
+    p.add_argument("--pipeline", required=True)
+    p.add_argument("--config", help="config YAML (state_dir, device.profile)")
+    p.add_argument("--profile", help="force a device profile")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"))
+    p.add_argument("--workspace", type=int, metavar="MB")
+    p.add_argument("--cache-dir", help="engine cache folder (default <state_dir>/engines)")
+    p.add_argument("--calibration-dir", help="folder of real images for INT8 calibration")
+    p.add_argument("--force", action="store_true", help="rebuild even when a valid engine exists")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="edgeagent", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version="edgeagent " + __version__)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_run(sub)
+    _add_detect(sub)
+    _add_validate(sub)
+    _add_build_engine(sub)
+    _add_workstation_commands(sub)
+    return parser
+
+
+def _add_workstation_commands(sub) -> None:
+    """deploy/monitor need Python 3.8+ and are never imported by `edgeagent run`."""
+    if sys.version_info < (3, 8):
+        return
+    from .deploy import cli as deploy_cli
+    deploy_cli.add_arguments(sub.add_parser("deploy", help="deploy to devices over SSH"))
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .logs import setup_logging
+    from .service import Service
+    from .assemble import Overrides
+    config = load_config(args.config)
+    changes = {}
+    if args.no_mqtt:
+        changes["mqtt"] = dataclasses.replace(config.mqtt, enabled=False)
+    if args.state_dir:
+        changes["state_dir"] = args.state_dir
+    config = dataclasses.replace(config, **changes)
+    setup_logging(args.log_level or config.log_level, args.log_json or config.log_json)
+    overrides = Overrides(args.pipeline, args.profile, args.backend, args.source)
+    echo = _stdout_line if args.print_results else None
+    service = Service(config, overrides, args.config, args.max_frames, echo)
+    service.install_signal_handlers()
+    return service.run()
+
+
+def _stdout_line(data: bytes) -> None:
+    sys.stdout.write(data.decode("utf-8") + "\n")
+    sys.stdout.flush()
+
+
+def cmd_detect(args) -> int:
+    from .detect import detect_report, format_report
+    report = detect_report(args.profile, args.config)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def cmd_validate(args) -> int:
+    from .config import load_config
+    from .pipeline_spec import load_pipeline
+    from .profiles import load_profile
+    config = load_config(args.config)
+    pipeline = load_pipeline(args.pipeline or config.pipeline)
+    if config.profile:
+        load_profile(config.profile)
+    missing = [p for p in pipeline.models.values() if not _exists(p)]
+    if missing:
+        from .errors import ModelError
+        raise ModelError("pipeline %s (%s): model file(s) not found: %s" % (
+            pipeline.name, pipeline.path, ", ".join(missing)))
+    print("%s: ok (pipeline %s, device %s)" % (args.config, pipeline.name, config.device_id))
+    return 0
+
+
+def _exists(path: str) -> bool:
+    import os
+    return os.path.isfile(path)
+
+
+def cmd_build_engine(args) -> int:
+    from .logs import setup_logging
+    from .build_engine_cmd import build_engine_for_pipeline
+    setup_logging("info")
+    print(build_engine_for_pipeline(args))
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
+            "build-engine": cmd_build_engine}
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "deploy":
+        from .deploy import cli as deploy_cli
+        command = deploy_cli.run
+    else:
+        command = COMMANDS[args.command]
+    try:
+        return command(args)
+    except EdgeAgentError as error:
+        sys.stderr.write("edgeagent %s: %s\n" % (args.command, error))
+        return error.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Capture, inference and output on their own threads, joined by bounded queues.
+
+Live sources hand over through a one-frame slot: a newer frame replaces an unprocessed one
+(counted as dropped), so inference never works on stale pictures. Files and folders go through a
+small blocking queue, so every frame is processed. A crash in any thread is logged once with its
+traceback and stops the whole pipeline; the service turns it into a non-zero exit.
+"""
+
+import logging
+import queue
+import threading
+from typing import Callable, Optional
+
+from .stats import PipelineStats
+from .types import Frame, FrameResult, Source
+
+log = logging.getLogger(__name__)
+
+_END = object()       # end of stream marker, travels behind the last frame
+_POLL_S = 0.2
+
+
+class LatestSlot:
+    """A one-item hand-over where put() replaces what the consumer has not taken yet."""
+
+    def __init__(self, on_replace: Callable[[], None]) -> None:
+        self._cond = threading.Condition()
+        self._item = None
+        self._full = False
+        self._on_replace = on_replace
+
+    def put(self, item, timeout: Optional[float] = None) -> None:
+        with self._cond:
+            if self._full and self._item is not _END:
+                self._on_replace()
+            if not (self._full and self._item is _END):
+                self._item, self._full = item, True
+            self._cond.notify()
+
+    def get(self, timeout: float):
+        with self._cond:
+            if not self._full:
+                self._cond.wait(timeout)
+            if not self._full:
+                raise queue.Empty
+            item, self._item, self._full = self._item, None, False
+            return item
+
+
+class PipelineRunner:
+    """Runs one source through one Inference into `emit` until the source ends or stop()."""
+
+    def __init__(self, source: Source, inference: Callable[[Frame], FrameResult],
+                 emit: Callable[[FrameResult], None], stats: PipelineStats,
+                 max_frames: Optional[int] = None) -> None:
+        self.source = source
+        self.inference = inference
+        self._emit = emit
+        self.stats = stats
+        self._max_frames = max_frames
+        self._stop = threading.Event()
+        self._done = threading.Event()
+        self.error = None              # type: Optional[BaseException]
+        self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
+        self._results = queue.Queue(maxsize=64)
+        self._threads = [threading.Thread(target=self._guard, args=(fn,), name=name, daemon=True)
+                         for name, fn in (("capture", self._capture), ("inference", self._infer),
+                                          ("output", self._output))]
+
+    def start(self) -> None:
+        for thread in self._threads:
+            thread.start()
+
+    def stop(self) -> None:
+        """Stop capturing; frames already captured are finished and emitted."""
+        self._stop.set()
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """True once every thread has finished (end of source, stop() or a crash)."""
+        return self._done.wait(timeout)
+
+    @property
+    def running(self) -> bool:
+        return not self._done.is_set()
+
+    # ---- threads --------------------------------------------------------------------
+    def _guard(self, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except Exception as error:  # any crash ends the pipeline loudly, never a dead thread
+            if self.error is None:
+                self.error = error
+                log.exception("pipeline thread %s crashed; stopping",
+                              threading.current_thread().name)
+            self._stop.set()
+        finally:
+            if all(not t.is_alive() or t is threading.current_thread() for t in self._threads):
+                self._done.set()
+
+    def _capture(self) -> None:
+        read = 0
+        try:
+            while not self._stop.is_set():
+                if self._max_frames is not None and read >= self._max_frames:
+                    break
+                frame = self.source.read()
+                if frame is None:
+                    if self.source.live and getattr(self.source, "state", None) != "stopped":
+                        continue          # live: nothing new yet, or the camera is being reopened
+                    log.info("source %s ended after %d frames", self.source.uri, read)
+                    break
+                read += 1
+                self.stats.count_captured()
+                self._put(self._frames, frame)
+        finally:
+            self._put(self._frames, _END)
+
+    def _infer(self) -> None:
+        while True:
+            frame = self._get(self._frames)
+            if frame is _END:
+                break
+            result = self.inference(frame)
+            self.stats.count_processed(result.timing_ms)
+            self._put(self._results, result)
+        self._put(self._results, _END)
+
+    def _output(self) -> None:
+        while True:
+            result = self._get(self._results)
+            if result is _END:
+                return
+            self._emit(result)
+
+    def _put(self, target, item) -> None:
+        """Blocking put; gives up only when another thread has crashed."""
+        while self.error is None:
+            try:
+                target.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def _get(self, source_queue):
+        while self.error is None:
+            try:
+                return source_queue.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return _END
