@@ -102,11 +102,18 @@ def _copy_checkout(repo_root: str, dest: str) -> None:
         shutil.copytree(repo_root, dest, ignore=shutil.ignore_patterns(
             ".git", ".venv*", "build", "dist", "*.egg-info", "__pycache__"))
         return
+    tops = set()
     for rel in listed.stdout.decode().split("\0"):
         source = os.path.join(repo_root, rel)
         if rel and os.path.isfile(source):
             os.makedirs(os.path.dirname(os.path.join(dest, rel)), exist_ok=True)
             shutil.copy2(source, os.path.join(dest, rel))
+            tops.add(rel.split("/")[0])
+    # git lists no empty folders, but pyproject may name one as a package (work in progress)
+    for top in sorted(t for t in tops if os.path.isdir(os.path.join(repo_root, t))):
+        for base, dirs, _ in os.walk(os.path.join(repo_root, top)):
+            dirs[:] = [d for d in dirs if d != "__pycache__" and not d.startswith(".")]
+            os.makedirs(os.path.join(dest, os.path.relpath(base, repo_root)), exist_ok=True)
 
 
 def make_bundle(wheel: str, wheelhouse: Optional[str], unit: Optional[str], service: str,
@@ -165,7 +172,7 @@ def _substitute(value: Any, names: Mapping[str, str]) -> Any:
 
 
 def plan_release(host: Host, bundle: Bundle, site_packages: bool, staging: str,
-                 hasher: Hasher) -> ReleasePlan:
+                 hasher: Hasher, extras: Tuple[str, ...] = ()) -> ReleasePlan:
     """Every file of the host's release, by content, and the release name derived from them."""
     files = [bundle.wheel] + list(bundle.deps) + ([bundle.unit] if bundle.unit else [])
     text = yaml.safe_dump(render_config(host, host.remote_root), sort_keys=False).encode()
@@ -185,7 +192,7 @@ def plan_release(host: Host, bundle: Bundle, site_packages: bool, staging: str,
                           % (host.name, sorted(d for d in dests if dests.count(d) > 1)))
     creds = tuple(hasher.artifact(name, path) for name, path in host.credentials)
     identity = json.dumps([[f.dest, f.sha256] for f in files] +
-                          [[c.dest, c.sha256] for c in creds] + [site_packages])
+                          [[c.dest, c.sha256] for c in creds] + [site_packages, sorted(extras)])
     name = "%s-%s" % (bundle.version, hashlib.sha256(identity.encode()).hexdigest()[:10])
     return ReleasePlan(name, tuple(files), creds, os.path.basename(bundle.wheel.dest),
                        site_packages)

@@ -43,6 +43,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--wheelhouse", metavar="DIR", help="dependency wheels to upload (offline pip)")
     g.add_argument("--site-packages", choices=("auto", "yes", "no"), default="auto",
                    help="venv --system-site-packages (auto: on Jetson, or without --wheelhouse)")
+    g.add_argument("--extras", metavar="A,B", default="",
+                   help="agent extras to install from the wheelhouse, e.g. opencv,onnx")
     g.add_argument("--unit", metavar="FILE",
                    help="systemd unit (default: systemd/<service>.service of the checkout)")
     g.add_argument("--config", metavar="FILE", help="base config.yaml rendered per host")
@@ -165,7 +167,8 @@ def _options(args: argparse.Namespace) -> DeployOptions:
                             settle_s=args.health_settle, cmd=args.health_cmd,
                             mqtt=_broker(args.health_mqtt))
     return DeployOptions(keep=args.keep, restart=not args.no_restart, sudo=not args.no_sudo,
-                         site_packages=args.site_packages, dry_run=args.dry_run, health=health)
+                         site_packages=args.site_packages, dry_run=args.dry_run, health=health,
+                         extras=tuple(e for e in args.extras.split(",") if e))
 
 
 def _broker(text: Optional[str]) -> Optional[tuple]:

@@ -26,6 +26,7 @@ class DeployOptions:
     restart: bool = True
     sudo: bool = True
     site_packages: str = "auto"          # auto | yes | no
+    extras: Tuple[str, ...] = ()         # pip extras of the agent, e.g. ("opencv", "onnx")
     dry_run: bool = False
     health: HealthSettings = HealthSettings()
 
@@ -113,7 +114,8 @@ class HostDeploy:
     def _deploy(self) -> HostResult:
         probe = self.probe()
         site = use_site_packages(self.opts.site_packages, probe, self.bundle)
-        plan = plan_release(self.host, self.bundle, site, self.staging, self.hasher)
+        plan = plan_release(self.host, self.bundle, site, self.staging, self.hasher,
+                            self.opts.extras)
         self.new = plan.name
         missing, present = _split_by_cache(plan, set(probe["cache"]))
         sent = tuple(f.dest for f in missing)
@@ -128,6 +130,7 @@ class HostDeploy:
         common = self.helper_args()
         installed = self.ssh.helper("install", dict(common, release=plan.name, wheel=plan.wheel,
                                                     site_packages=site,
+                                                    extras=list(self.opts.extras),
                                                     system_pip=probe["has_pip"],
                                                     files=_describe(plan.files),
                                                     credentials=_describe(plan.credentials)))

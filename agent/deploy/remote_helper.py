@@ -170,9 +170,10 @@ def make_venv(release, args):
     if code != 0:
         raise Failure("python -m venv failed: %s" % out.strip()[-800:])
     wheels = os.path.join(release, "wheels")
+    extras = "[%s]" % ",".join(args["extras"]) if args.get("extras") else ""
     code, out = run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--no-index",
                      "--no-cache-dir", "--disable-pip-version-check", "--find-links", wheels,
-                     os.path.join(wheels, args["wheel"])])
+                     os.path.join(wheels, args["wheel"]) + extras])
     if code != 0:
         raise Failure("pip install (offline, from %s) failed; missing dependency wheels go in "
                       "--wheelhouse, or install them system-wide and use --site-packages yes: %s"
@@ -180,7 +181,9 @@ def make_venv(release, args):
 
 
 def detect(release):
-    code, out = run([os.path.join(release, "venv", "bin", "edgeagent"), "detect", "--json"], 120)
+    """The new release's own `edgeagent detect`, reading (and so validating) its new config."""
+    code, out = run([os.path.join(release, "venv", "bin", "edgeagent"), "detect", "--json",
+                     "--config", os.path.join(release, "config.yaml")], 120)
     if code != 0:
         raise Failure("the new release's `edgeagent detect --json` failed (exit %d): %s"
                       % (code, out.strip()[-1500:]))
@@ -195,6 +198,8 @@ def op_install(args):
     take_lock(p)
     accept_uploads(p, [f["sha256"] for f in args["files"]] +
                    [c["sha256"] for c in args["credentials"]])
+    # Credentials are not versioned: the new config must find them when detect reads it.
+    install_credentials(p, args["credentials"])
     release = os.path.join(p["releases"], args["release"])
     if os.path.isfile(os.path.join(release, "COMPLETE")):
         return {"reused": True, "detect": read_json(os.path.join(release, "release.json"))["detect"]}
@@ -306,8 +311,6 @@ def switch(p, name, args, touch):
 def op_activate(args):
     p = paths(args["root"])
     take_lock(p)
-    info = read_json(os.path.join(p["releases"], args["release"], "release.json"))
-    install_credentials(p, info.get("credentials", []))
     return switch(p, args["release"], args, touch=True)
 
 
@@ -357,7 +360,8 @@ def main():
     try:
         result = OPS[sys.argv[1]](json.loads(sys.argv[2]))
     except (Failure, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
-        sys.stdout.write("\n" + ERROR + "%s: %s\n" % (type(exc).__name__, exc))
+        # JSON keeps a multi-line message (a traceback tail) on the one last line.
+        sys.stdout.write("\n" + ERROR + json.dumps("%s: %s" % (type(exc).__name__, exc)) + "\n")
         sys.exit(2)
     sys.stdout.write("\n" + RESULT + json.dumps(result) + "\n")
 

@@ -112,7 +112,8 @@ class SshHost:
         if last.startswith(remote_helper.RESULT):
             return json.loads(last[len(remote_helper.RESULT):])
         if last.startswith(remote_helper.ERROR):
-            raise DeployError("%s: %s: %s" % (self.host.name, op, last[len(remote_helper.ERROR):]))
+            why = json.loads(last[len(remote_helper.ERROR):])
+            raise DeployError("%s: %s: %s" % (self.host.name, op, " | ".join(why.splitlines())))
         raise DeployError("%s: %s with %s failed (exit %d): %s" % (
             self.host.name, op, self.host.python, done.returncode, (err or last)[-800:]))
 

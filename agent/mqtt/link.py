@@ -22,9 +22,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from ..errors import ConfigError
-from . import paho_compat
-from .settings import MqttSettings, TlsSettings
+from . import paho_compat, tls
+from .settings import MqttSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +66,7 @@ class MqttLink:
         self.client_id = settings.client_id_for(device_id)
         self._status_payload = status_payload
         self._mqtt5 = settings.protocol == "5"
-        self._tls = _tls_context(settings.tls) if settings.tls is not None else None
+        self._tls = tls.client_context(settings.tls) if settings.tls is not None else None
         self._subs = {}                        # type: Dict[str, MessageCallback]
         self._listener = None                  # type: Any
         self._lock = threading.Lock()
@@ -210,15 +209,7 @@ class MqttLink:
         self.last_error = message
 
     def _tls_failed(self, why: Exception) -> None:
-        text = str(why)
-        if "CERTIFICATE_VERIFY_FAILED" in text or isinstance(why, ssl.CertificateError) \
-                or "certificate verify failed" in text:
-            message = ("TLS handshake with broker %s failed: certificate verify failed (%s) — "
-                       "check mqtt.tls.ca_file, and that mqtt.host matches the broker "
-                       "certificate" % (self.address, getattr(why, "verify_message", None) or text))
-        else:
-            message = ("TLS handshake with broker %s failed: %s — check mqtt.tls (ca_file, "
-                       "cert_file, key_file)" % (self.address, text))
+        message = tls.failure_message(why, self.address)
         if message != self.last_error:
             log.error("%s", message)
         self.last_error = message
@@ -301,24 +292,3 @@ def _wait_published(info: Any, timeout_s: float) -> bool:
     except (RuntimeError, ValueError):   # not connected / queue full: nothing to wait for
         return False
     return info.is_published()
-
-
-def _tls_context(tls: TlsSettings) -> ssl.SSLContext:
-    """Verification on unless `insecure`; files are checked to exist by MqttSettings."""
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    try:
-        if tls.ca_file:
-            ctx.load_verify_locations(cafile=tls.ca_file)
-        else:
-            ctx.load_default_certs()
-        if tls.cert_file:
-            ctx.load_cert_chain(tls.cert_file, tls.key_file)
-    except (ssl.SSLError, OSError) as why:
-        raise ConfigError("mqtt.tls: cannot load %s: %s" % (
-            ", ".join(f for f in (tls.ca_file, tls.cert_file, tls.key_file) if f), why))
-    if tls.insecure:
-        log.warning("mqtt.tls.insecure is true: the broker's certificate is NOT verified; anyone "
-                    "on the network path can impersonate the broker. Use it only for tests")
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx

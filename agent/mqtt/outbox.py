@@ -19,24 +19,18 @@ and counted exactly in `dropped` (persisted too). RAM holds at most the buffer, 
 
 import collections
 import logging
-import os
 import sqlite3
 import threading
 import time
 from typing import Callable, Deque, Iterable, List, NamedTuple, Optional, Set, Union
 
 from ..errors import OutputError
+from . import outbox_sql as sql
 
 log = logging.getLogger(__name__)
 
 Payload = Union[bytes, Callable[[int], bytes]]
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS messages (seq INTEGER PRIMARY KEY, topic TEXT NOT NULL, "
-    "payload BLOB NOT NULL, qos INTEGER NOT NULL, created REAL NOT NULL)",
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL)",
-)
 DROP_LOG_INTERVAL_S = 60.0
-_CHUNK = 500   # seqs per `IN (...)`: below SQLite's 999 parameter limit on old builds
 
 
 class OutboxMessage(NamedTuple):
@@ -55,9 +49,9 @@ class Outbox:
         self.max_messages, self.max_bytes = max_messages, max_bytes
         self._interval = commit_interval_ms / 1000.0
         self._batch = batch
-        self._db = _open(path)                # the writer's connection
+        self._db = sql.open_db(path)          # the writer's connection
         self._db_lock = threading.Lock()
-        self._reader = _open(path)            # pending(): WAL lets it read during a commit's fsync
+        self._reader = sql.open_db(path)      # pending(): WAL lets it read during an fsync
         self._reader_lock = threading.Lock()
         self._put_lock = threading.Lock()     # seq and payload making (producers)
         self._lock = threading.Lock()         # RAM state below; never held during disk I/O
@@ -164,6 +158,8 @@ class Outbox:
         """Commit everything put so far; True once it is on disk."""
         with self._lock:
             target = self._snapshots + 1
+        if self._closing and not self._writer.is_alive():
+            return True                        # close() committed everything
         self._wake.set()
         with self._committed:
             return self._committed.wait_for(lambda: self._done >= target, timeout_s)
@@ -248,9 +244,10 @@ class Outbox:
             db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", rows)
             count = self._db_count + len(rows)
             size = self._db_bytes + sum(len(r[2]) for r in rows)
-            gone, gone_bytes = _delete(db, sorted(acks))
+            gone, gone_bytes = sql.delete_acked(db, sorted(acks))
             count, size = count - gone, size - gone_bytes
-            dropped, dropped_bytes = self._enforce_caps(count, size)
+            dropped, dropped_bytes = sql.drop_oldest(db, count, size, self.max_messages,
+                                                     self.max_bytes)
             with self._lock:
                 next_seq, total_dropped = self._next_seq, self._dropped + dropped
             db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
@@ -260,28 +257,6 @@ class Outbox:
             db.execute("ROLLBACK")
             raise
         return count - dropped, size - dropped_bytes, dropped
-
-    def _enforce_caps(self, count: int, size: int):
-        """Delete the oldest rows beyond the caps; returns (rows, bytes) deleted."""
-        cut = 0
-        if count > self.max_messages:
-            cut = self._db.execute("SELECT seq FROM messages ORDER BY seq LIMIT 1 OFFSET ?",
-                                   (count - self.max_messages - 1,)).fetchone()[0]
-        if size > self.max_bytes:
-            excess, freed = size - self.max_bytes, 0
-            for seq, length in self._db.execute(
-                    "SELECT seq, LENGTH(payload) FROM messages ORDER BY seq"):
-                freed += length
-                if freed >= excess:
-                    cut = max(cut, seq)
-                    break
-        if not cut:
-            return 0, 0
-        gone, gone_bytes = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages WHERE seq <= ?",
-            (cut,)).fetchone()
-        self._db.execute("DELETE FROM messages WHERE seq <= ?", (cut,))
-        return gone, gone_bytes
 
     def _requeue(self, rows: list, acks: Set[int]) -> None:
         with self._lock:
@@ -296,34 +271,3 @@ class Outbox:
     def _meta(self, key: str, default: int) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return int(row[0]) if row else default
-
-
-def _delete(db: sqlite3.Connection, seqs: List[int]):
-    """Delete acked rows; returns (rows, bytes) really deleted (a cap may have taken some)."""
-    gone = gone_bytes = 0
-    for i in range(0, len(seqs), _CHUNK):
-        chunk = seqs[i:i + _CHUNK]
-        marks = ",".join("?" * len(chunk))
-        n, b = db.execute("SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0) FROM messages "
-                          "WHERE seq IN (%s)" % marks, chunk).fetchone()
-        db.execute("DELETE FROM messages WHERE seq IN (%s)" % marks, chunk)
-        gone, gone_bytes = gone + n, gone_bytes + b
-    return gone, gone_bytes
-
-
-def _open(path: str) -> sqlite3.Connection:
-    try:
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise OutputError("outbox %s: SQLite refused WAL mode (got %s); put outbox.path on a "
-                              "local file system" % (path, mode))
-        db.execute("PRAGMA synchronous=FULL")
-        for statement in _SCHEMA:
-            db.execute(statement)
-        return db
-    except (sqlite3.Error, OSError) as why:
-        raise OutputError("outbox %s: cannot open: %s; check outbox.path and its permissions" % (
-            path, why))

@@ -10,7 +10,7 @@ import collections
 import logging
 import threading
 import time
-from typing import Callable, Deque, Dict, Tuple
+from typing import Deque, Dict, Tuple
 
 from .link import MessageCallback, MqttLink
 from .outbox import Outbox, Payload
@@ -143,7 +143,14 @@ class Publisher:
             if not batch:
                 return
             for message in batch:
-                sent = self._link.publish(message.topic, message.payload, message.qos)
+                try:
+                    sent = self._link.publish(message.topic, message.payload, message.qos)
+                except ValueError as why:   # a bad topic must not block every result behind it
+                    log.error("mqtt: result seq %d on %r cannot be published (%s); dropped",
+                              message.seq, message.topic, why)
+                    self._outbox.ack(message.seq)
+                    self._cursor = message.seq
+                    continue
                 if sent is None or sent[0] != generation:
                     return        # offline or reconnected meanwhile: the next round starts over
                 self._inflight[sent[1]] = message.seq

@@ -1,0 +1,302 @@
+"""Publisher + link + outbox against a real mosquitto: order, status/will, outages, crashes.
+
+A subscriber may see a result twice after a reconnect (QoS 1); `dedupe` does what a real
+subscriber does with `seq`. Slow by nature: test_broker_outage_* waits through a 20 s outage.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from agent.errors import ConfigError
+from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher
+from agent.mqtt.link import Backoff
+from broker import Broker, Subscriber, dedupe
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEVICE = "dev1"
+RESULTS = "edgeagent/%s/results" % DEVICE
+
+
+def status_payload(state: str) -> bytes:
+    return json.dumps({"state": state, "ts": time.time()}).encode()
+
+
+def result_payload(seq: int) -> bytes:
+    return json.dumps({"schema": "edgeagent/result/1", "device_id": DEVICE, "seq": seq}).encode()
+
+
+def settings_for(port: int, **extra) -> MqttSettings:
+    config = {"host": "127.0.0.1", "port": port, "keepalive_s": 5,
+              "reconnect": {"initial_s": 0.1, "max_s": 1.0}}
+    config.update(extra)
+    return MqttSettings.from_dict(config, "test.yaml")
+
+
+def start_publisher(tmp_path, port: int, **extra) -> Publisher:
+    outbox = Outbox(str(tmp_path / "outbox.sqlite"), commit_interval_ms=50)
+    link = MqttLink(settings_for(port, **extra), DEVICE, status_payload)
+    publisher = Publisher(link, outbox)
+    publisher.start()
+    assert link.wait_connected(10), link.last_error
+    return publisher
+
+
+def states(subscriber: Subscriber):
+    return [m.json()["state"] for m in subscriber.received("/status")]
+
+
+@pytest.fixture
+def broker(tmp_path):
+    with Broker(tmp_path / "broker") as running:
+        yield running
+
+
+# ---- (a) order, birth, stop, will -------------------------------------------------------
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_results_arrive_in_seq_order_and_status_goes_online_then_stopped(tmp_path, broker, protocol):
+    # given a persistent subscriber and a connected publisher
+    sub = Subscriber(broker.port, "edgeagent/%s/#" % DEVICE)
+    publisher = start_publisher(tmp_path, broker.port, protocol=protocol)
+    # when 500 results are submitted and flushed
+    seqs = [publisher.submit(RESULTS, result_payload, 1) for _ in range(500)]
+    assert publisher.flush(10)
+    # then each arrives once, in seq order, and the stats show nothing pending
+    assert sub.wait_for(lambda msgs: len(sub.seqs()) >= 500)
+    assert sub.seqs() == seqs == list(range(1, 501))
+    assert publisher.stats() == {"pending": 0, "dropped": 0, "bytes": publisher.stats()["bytes"]}
+    # and a newcomer sees the retained `online` status
+    late = Subscriber(broker.port, "edgeagent/%s/status" % DEVICE, client_id="late", persistent=False)
+    assert late.wait_for(lambda msgs: msgs and msgs[0].retain and msgs[0].json()["state"] == "online")
+    # when the publisher stops cleanly
+    publisher.stop(5)
+    # then the status turns `stopped` (retained), and no `offline` will follows
+    assert sub.wait_for(lambda msgs: states(sub)[-1:] == ["stopped"])
+    time.sleep(0.5)
+    assert states(sub) == ["online", "stopped"]
+    late.close()
+    sub.close()
+
+
+CHILD = r"""
+import json, logging, sys, time
+sys.path.insert(0, sys.argv[1])
+from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+args = json.loads(sys.argv[2])
+settings = MqttSettings.from_dict({"host": "127.0.0.1", "port": args["port"], "keepalive_s": 5,
+                                   "reconnect": {"initial_s": 0.1, "max_s": 0.5}}, "child.yaml")
+status = lambda state: json.dumps({"state": state}).encode()
+publisher = Publisher(MqttLink(settings, args["device"], status),
+                      Outbox(args["outbox"], commit_interval_ms=50))
+publisher.start()
+topic = "edgeagent/%s/results" % args["device"]
+make = lambda seq: json.dumps({"seq": seq}).encode()
+for line in sys.stdin:                       # commands from the test, one a line
+    word, _, arg = line.strip().partition(" ")
+    if word == "submit":
+        seqs = [publisher.submit(topic, make, 1) for _ in range(int(arg))]
+        reply = {"seqs": seqs, "on_disk": publisher._outbox.flush(10)}
+    elif word == "drain":
+        reply = {"drained": publisher.flush(float(arg))}
+    elif word == "stop":
+        publisher.stop(5)
+        reply = {"stopped": True}
+    print(json.dumps(reply), flush=True)
+"""
+
+
+class ChildPublisher:
+    """A publisher in its own process, so the test can SIGKILL it."""
+
+    def __init__(self, port: int, outbox_path: str, device: str = DEVICE) -> None:
+        args = json.dumps({"port": port, "outbox": outbox_path, "device": device})
+        self.proc = subprocess.Popen([sys.executable, "-c", CHILD, ROOT, args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, universal_newlines=True)
+
+    def ask(self, command: str) -> dict:
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        assert line, "child publisher died"
+        return json.loads(line)
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+
+def test_last_will_offline_is_published_when_the_publisher_is_killed(tmp_path, broker):
+    # given a publisher process that is online
+    sub = Subscriber(broker.port, "edgeagent/%s/status" % DEVICE)
+    child = ChildPublisher(broker.port, str(tmp_path / "outbox.sqlite"))
+    assert sub.wait_for(lambda msgs: states(sub) == ["online"])
+    # when it is killed without a chance to say goodbye
+    child.kill()
+    # then the broker publishes its last will, retained
+    assert sub.wait_for(lambda msgs: states(sub) == ["online", "offline"])
+    late = Subscriber(broker.port, "edgeagent/%s/status" % DEVICE, client_id="late", persistent=False)
+    assert late.wait_for(lambda msgs: [m.json()["state"] for m in msgs if m.retain] == ["offline"])
+    late.close()
+    sub.close()
+
+
+# ---- (b) broker outage at a steady rate ---------------------------------------------------
+def test_broker_outage_of_20_s_at_30_per_s_loses_nothing_and_keeps_order(tmp_path, broker):
+    # given a publisher submitting 30 results a second to a persistent subscriber
+    sub = Subscriber(broker.port, RESULTS)
+    publisher = start_publisher(tmp_path, broker.port)
+    stop_submitting = threading.Event()
+    submitted = []
+
+    def submit_steadily():
+        next_at = time.monotonic()
+        while not stop_submitting.is_set():
+            submitted.append(publisher.submit(RESULTS, result_payload, 1))
+            next_at += 1 / 30.0
+            time.sleep(max(0.0, next_at - time.monotonic()))
+
+    producer = threading.Thread(target=submit_steadily)
+    producer.start()
+    # when the broker is down for 20 s in the middle
+    time.sleep(2)
+    broker.stop()
+    time.sleep(20)
+    outage_pending = publisher.stats()["pending"]
+    broker.start()
+    time.sleep(2)
+    stop_submitting.set()
+    producer.join()
+    # then after the flush every seq reached the subscriber, in order once duplicates are dropped
+    assert outage_pending >= 500          # the outage really piled up results
+    assert publisher.flush(20)
+    n = len(submitted)
+    assert sub.wait_for(lambda msgs: dedupe(sub.seqs())[-1:] == [n], timeout_s=20)
+    assert dedupe(sub.seqs()) == list(range(1, n + 1))
+    assert publisher.stats()["dropped"] == 0
+    publisher.stop(5)
+    sub.close()
+
+
+# ---- (c) publisher killed while the broker is down ----------------------------------------
+def test_publisher_killed_during_outage_delivers_its_outbox_after_restart(tmp_path, broker):
+    # given a publisher process that delivered 50 results
+    sub = Subscriber(broker.port, RESULTS)
+    outbox_path = str(tmp_path / "outbox.sqlite")
+    child = ChildPublisher(broker.port, outbox_path)
+    assert child.ask("submit 50")["seqs"] == list(range(1, 51))
+    assert child.ask("drain 10") == {"drained": True}
+    # when the broker goes down, 70 more results reach the disk, and the process is killed
+    broker.stop()
+    reply = child.ask("submit 70")
+    assert reply == {"seqs": list(range(51, 121)), "on_disk": True}
+    child.kill()
+    # and the broker and then the publisher come back, and it submits 10 more
+    broker.start()
+    child = ChildPublisher(broker.port, outbox_path)
+    assert child.ask("submit 10")["seqs"] == list(range(121, 131))
+    assert child.ask("drain 20") == {"drained": True}
+    # then seq continued and everything arrived, in order after dedupe
+    assert sub.wait_for(lambda msgs: dedupe(sub.seqs())[-1:] == [130])
+    assert dedupe(sub.seqs()) == list(range(1, 131))
+    assert child.ask("stop") == {"stopped": True}
+    sub.close()
+
+
+# ---- commands, health, reconnect details ---------------------------------------------------
+def test_subscriptions_are_renewed_after_the_broker_restarts_without_persistence(tmp_path):
+    # given a broker that forgets sessions (kill, no saved state) and a subscribed publisher
+    broker = Broker(tmp_path / "broker", conf_extra="autosave_interval 0").start()
+    publisher = start_publisher(tmp_path, broker.port)
+    got = []
+    publisher.subscribe("edgeagent/%s/command" % DEVICE, lambda topic, payload: got.append(payload))
+    commander = Subscriber(broker.port, "unused/#", client_id="commander", persistent=False)
+    commander.client.publish("edgeagent/%s/command" % DEVICE, b'{"id": 1}', qos=1)
+    deadline = time.monotonic() + 5
+    while not got and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == [b'{"id": 1}']
+    # when the broker is killed, its state wiped, and started again
+    generation = publisher._link.generation
+    broker.kill()
+    for name in os.listdir(os.path.join(broker.dir, "persist")):
+        os.remove(os.path.join(broker.dir, "persist", name))
+    broker.start()
+    deadline = time.monotonic() + 10
+    while publisher._link.generation == generation and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # then a command sent after the reconnect still arrives
+    assert commander.wait_for(lambda msgs: commander.client.is_connected())
+    commander.client.publish("edgeagent/%s/command" % DEVICE, b'{"id": 2}', qos=1)
+    deadline = time.monotonic() + 5
+    while len(got) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert got == [b'{"id": 1}', b'{"id": 2}']
+    publisher.stop(5)
+    commander.close()
+    broker.stop()
+
+
+def test_send_now_is_dropped_while_offline_and_delivered_while_online(tmp_path, broker):
+    # given a connected publisher and a health subscriber
+    sub = Subscriber(broker.port, "edgeagent/%s/health" % DEVICE)
+    publisher = start_publisher(tmp_path, broker.port)
+    # when health goes out online, then offline
+    assert publisher.send_now("edgeagent/%s/health" % DEVICE, b'{"n": 1}', qos=0)
+    assert sub.wait_for(lambda msgs: len(msgs) == 1)
+    broker.stop()
+    deadline = time.monotonic() + 5
+    while publisher._link.connected and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # then the offline one is refused at once instead of piling up
+    assert publisher.send_now("edgeagent/%s/health" % DEVICE, b'{"n": 2}', qos=1) is False
+    broker.start()
+    publisher.stop(5)
+    sub.close()
+
+
+def test_unreachable_broker_retries_with_capped_backoff_and_one_warning(tmp_path, caplog):
+    # given a port where nothing listens
+    from broker import free_port
+    outbox = Outbox(str(tmp_path / "outbox.sqlite"))
+    link = MqttLink(settings_for(free_port()), DEVICE, status_payload)
+    publisher = Publisher(link, outbox)
+    # when the publisher runs for a second
+    with caplog.at_level("DEBUG", logger="agent.mqtt.link"):
+        publisher.start()
+        time.sleep(1.5)
+        publisher.stop(1)
+    # then it tried several times, warned once, and never gave up
+    attempts = [r for r in caplog.records if "cannot reach broker" in r.getMessage()]
+    assert len(attempts) >= 3
+    assert [r.levelname for r in attempts].count("WARNING") == 1
+    assert link.failure is None
+
+
+@pytest.mark.parametrize("initial, most, expected_ceilings", [
+    (0.5, 60.0, [0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0, 60.0]),
+    (1.0, 3.0, [1.0, 2.0, 3.0, 3.0]),
+])
+def test_backoff_doubles_with_jitter_up_to_the_cap(initial, most, expected_ceilings):
+    # given a backoff
+    backoff = Backoff(initial, most)
+    # when delays are drawn
+    delays = [backoff.next_delay() for _ in expected_ceilings]
+    # then each lies in [ceiling/2, ceiling] and the ceiling doubles up to the cap
+    for delay, ceiling in zip(delays, expected_ceilings):
+        assert ceiling / 2 <= delay <= ceiling
+    backoff.reset()
+    assert backoff.next_delay() <= initial
+
+
+def test_unknown_mqtt_key_is_a_config_error_naming_file_key_and_allowed():
+    with pytest.raises(ConfigError) as error:
+        MqttSettings.from_dict({"hots": "x"}, "/etc/edgeagent/config.yaml")
+    assert "/etc/edgeagent/config.yaml: mqtt.hots: unknown key" in str(error.value)
+    assert "host" in str(error.value)
