@@ -12,7 +12,6 @@ from .device import DeviceInfo, detect_device
 from .errors import ConfigError
 from .inference import Inference
 from .pipeline_spec import PipelineSpec, load_pipeline
-from .processing.preprocess import Preprocessor
 from .profiles import Profile, select_profile
 from .sources import open_recovering
 from .types import Backend, Source
@@ -89,9 +88,3 @@ def open_source_for(plan: Plan, config: AgentConfig) -> Source:
     camera = plan.profile.camera
     return open_recovering(plan.source_uri, camera.width, camera.height, camera.fps,
                            loop=config.camera.loop, stall_timeout_s=config.camera.stall_timeout_s)
-
-
-def calibration_preprocess(plan: Plan, backend_spec) -> Callable:
-    """The pipeline's own preprocessing, for INT8 calibration images."""
-    pre = Preprocessor(plan.pipeline.preprocess, backend_spec, plan.pipeline.input_size)
-    return lambda image: pre(image)[0].copy()

@@ -89,7 +89,8 @@ class HealthMonitor:
         return HealthSnapshot(
             ts=time.time(), uptime_s=time.monotonic() - self._started,
             state=self.effective_state(), fps=fps, latency_ms=self.stats.latency(),
-            camera=camera_state(self.source) if self.source is not None else {"state": "none"},
+            camera=camera_state(self.source) if self.source is not None else
+            {"state": "none", "reconnects": 0, "stalls": 0},
             outbox=self._outbox_stats(), system=self.sensors.read(),
             backend=self.backend_info,
             frames={"captured": self.stats.captured, "processed": self.stats.processed,

@@ -20,5 +20,5 @@ def schema_path(name: str) -> str:
 
 def load_schema(name: str) -> Dict:
     """The JSON Schema (draft 2020-12) of one payload, as a dict."""
-    with open(schema_path(name), "r") as handle:
+    with open(schema_path(name), "r", encoding="utf-8") as handle:
         return json.load(handle)

