@@ -8,7 +8,7 @@ from typing import Callable, Dict, Optional
 
 from . import backends
 from .config import AgentConfig
-from .device import DeviceInfo, detect_device
+from .device import ROOT_ENV, DeviceInfo, detect_device
 from .errors import ConfigError
 from .inference import Inference
 from .pipeline_spec import PipelineSpec, load_pipeline
@@ -17,9 +17,6 @@ from .sources import open_recovering
 from .types import Backend, Source
 
 log = logging.getLogger(__name__)
-
-ROOT_ENV = "EDGEAGENT_ROOT"     # tests point device detection at recorded files
-
 
 @dataclass(frozen=True)
 class Overrides:

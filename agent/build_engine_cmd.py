@@ -3,9 +3,8 @@
 import logging
 import os
 
-from .assemble import ROOT_ENV
 from .config import load_config
-from .device import detect_device
+from .device import ROOT_ENV, detect_device
 from .errors import ConfigError
 from .pipeline_spec import load_pipeline
 from .processing.preprocess import Preprocessor

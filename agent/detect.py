@@ -4,8 +4,7 @@ import os
 from typing import Dict, Optional
 
 from . import backends
-from .assemble import ROOT_ENV
-from .device import detect_device
+from .device import ROOT_ENV, detect_device
 from .profiles import select_profile
 
 

@@ -55,6 +55,9 @@ class DeviceInfo:
                 "python": self.python, "compatible": list(self.compatible)}
 
 
+ROOT_ENV = "EDGEAGENT_ROOT"     # tests point detection at recorded board files
+
+
 def detect_device(root: str = "/", machine: Optional[str] = None) -> DeviceInfo:
     """Read the board description under ``root``; ``machine`` overrides platform.machine()."""
     dt_model = _strip_nul(_read(root, "proc/device-tree/model"))

@@ -4,12 +4,16 @@ Live sources hand over through a one-frame slot: a newer frame replaces an unpro
 (counted as dropped), so inference never works on stale pictures. Files and folders go through a
 small blocking queue, so every frame is processed. A crash in any thread is logged once with its
 traceback and stops the whole pipeline; the service turns it into a non-zero exit.
+
+Each thread notes when it started its current blocking step (a read, an inference, an emit), so
+the service can tell a pipeline that waits for frames from one that hangs (stuck_stage()).
 """
 
 import logging
 import queue
 import threading
-from typing import Callable, Optional
+import time
+from typing import Callable, Dict, Optional
 
 from .stats import PipelineStats
 from .types import Frame, FrameResult, Source
@@ -63,6 +67,7 @@ class PipelineRunner:
         self.error = None              # type: Optional[BaseException]
         self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
         self._results = queue.Queue(maxsize=64)
+        self._busy_since = {}          # type: Dict[str, float]   stage -> monotonic start
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=name, daemon=True)
                          for name, fn in (("capture", self._capture), ("inference", self._infer),
                                           ("output", self._output))]
@@ -82,6 +87,22 @@ class PipelineRunner:
     @property
     def running(self) -> bool:
         return not self._done.is_set()
+
+    def stuck_stage(self, limit_s: float, now: Optional[float] = None) -> Optional[str]:
+        """The stage ("capture", "inference", "output") busy with one step for longer than
+        limit_s, else None. Waiting for work is not busy: only reads, inference and emits count."""
+        now = time.monotonic() if now is None else now
+        for stage, since in list(self._busy_since.items()):
+            if now - since > limit_s:
+                return stage
+        return None
+
+    def _step(self, stage: str, call: Callable, *args):
+        self._busy_since[stage] = time.monotonic()
+        try:
+            return call(*args)
+        finally:
+            self._busy_since.pop(stage, None)
 
     # ---- threads --------------------------------------------------------------------
     def _guard(self, body: Callable[[], None]) -> None:
@@ -103,7 +124,7 @@ class PipelineRunner:
             while not self._stop.is_set():
                 if self._max_frames is not None and read >= self._max_frames:
                     break
-                frame = self.source.read()
+                frame = self._step("capture", self.source.read)
                 if frame is None:
                     if self.source.live and getattr(self.source, "state", None) != "stopped":
                         continue          # live: nothing new yet, or the camera is being reopened
@@ -120,7 +141,7 @@ class PipelineRunner:
             frame = self._get(self._frames)
             if frame is _END:
                 break
-            result = self.inference(frame)
+            result = self._step("inference", self.inference, frame)
             self.stats.count_processed(result.timing_ms)
             self._put(self._results, result)
         self._put(self._results, _END)
@@ -130,7 +151,7 @@ class PipelineRunner:
             result = self._get(self._results)
             if result is _END:
                 return
-            self._emit(result)
+            self._step("output", self._emit, result)
 
     def _put(self, target, item) -> None:
         """Blocking put; gives up only when another thread has crashed."""

@@ -127,6 +127,12 @@ def run_agent_fixture():
     return run_agent
 
 
+@pytest.fixture(name="start_agent")
+def start_agent_fixture():
+    """start_agent(args, log_path, root=None, env=None) -> Popen (stdout+stderr to log_path)."""
+    return start_agent
+
+
 # ---- MQTT ---------------------------------------------------------------------------------
 
 @pytest.fixture
