@@ -76,6 +76,9 @@ def _add_workstation_commands(sub) -> None:
         return
     from .deploy import cli as deploy_cli
     deploy_cli.add_arguments(sub.add_parser("deploy", help="deploy to devices over SSH"))
+    from . import monitor
+    monitor.add_arguments(sub.add_parser("monitor", help="watch devices' status, health and "
+                                                        "results over MQTT"))
 
 
 def cmd_run(args) -> int:
@@ -156,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.command == "deploy":
         from .deploy import cli as deploy_cli
         command = deploy_cli.run
+    elif args.command == "monitor":
+        from .monitor import run as command
     else:
         command = COMMANDS[args.command]
     try:
