@@ -147,6 +147,53 @@ class KeepAlive:
         return self.notifier.notify("WATCHDOG=1")
 
 
+class Lifecycle:
+    """The sd_notify messages of the agent's life, each when it is due: READY=1 once,
+    RELOADING=1 then READY=1 around a reload, STOPPING=1 once, proof of life during long work."""
+
+    EXTEND_START_S = 60.0     # each progress report before READY extends TimeoutStartSec= so much
+
+    def __init__(self, notifier: Notifier, keepalive: "KeepAlive") -> None:
+        self.notifier = notifier
+        self.keepalive = keepalive
+        self.ready = False
+        self.stopping = False
+
+    def send_ready(self, status: str) -> bool:
+        """READY=1 the first time; False when it was sent before."""
+        if self.ready:
+            return False
+        self.ready = True
+        self.notifier.notify("READY=1", "STATUS=" + status)
+        return True
+
+    def send_stopping(self) -> None:
+        if not self.stopping:
+            self.stopping = True
+            self.notifier.notify("STOPPING=1", "STATUS=stopping: finishing frames, draining "
+                                               "the outbox")
+
+    def send_reloading(self) -> None:
+        if self.ready:          # before READY=1 systemd is still waiting for the start
+            self.notifier.notify("RELOADING=1",
+                                 "MONOTONIC_USEC=%d" % int(time.monotonic() * 1e6))
+
+    def send_reloaded(self, status: str) -> None:
+        if self.ready:
+            self.notifier.notify("READY=1", "STATUS=" + status)
+        else:
+            self.notifier.status(status)
+
+    def working(self, status: str) -> None:
+        """Long work that reports progress (an engine build): a keep-alive once running, more
+        start time before READY."""
+        self.notifier.status(status)
+        if self.ready:
+            self.keepalive.alive()
+        else:
+            self.notifier.notify("EXTEND_TIMEOUT_USEC=%d" % int(self.EXTEND_START_S * 1e6))
+
+
 class StatusLine:
     """STATUS= for `systemctl status`: what runs and how fast; sent when it changes, at most
     every `every_s` for the rate alone."""
@@ -162,11 +209,12 @@ class StatusLine:
 
     def update(self, what: str, processed: int, camera: str) -> None:
         now = self._clock()
-        if self._last_at is not None and now - self._last_at < self.every_s:
+        if self._last_at is None:             # the first call only sets the baseline
+            self._last_at, self._last_count = now, processed
             return
-        fps = 0.0
-        if self._last_at is not None and now > self._last_at:
-            fps = (processed - self._last_count) / (now - self._last_at)
+        if now - self._last_at < self.every_s:
+            return
+        fps = (processed - self._last_count) / (now - self._last_at)
         self._last_at, self._last_count = now, processed
         text = "%s: %.1f fps, %d frames, camera %s" % (what, fps, processed, camera)
         if text != self._last_text:
@@ -181,3 +229,17 @@ def with_state_directory(config: AgentConfig, environ=os.environ) -> AgentConfig
         return config
     import dataclasses  # novm: the dataclasses backport serves 3.6
     return dataclasses.replace(config, state_dir=granted)
+
+
+def prepare_state_dir(path: str) -> None:
+    """The outbox and engine cache folder exists and is writable, or an OutputError says why."""
+    from .errors import OutputError
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as why:
+        raise OutputError("state_dir %s: cannot create it (%s); set state_dir in the config to "
+                          "a writable folder (systemd: StateDirectory=edgeagent)" % (
+                              path, why.strerror))
+    if not os.access(path, os.W_OK):
+        raise OutputError("state_dir %s: not writable by this user; set state_dir in the "
+                          "config or fix its owner" % path)

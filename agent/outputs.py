@@ -75,6 +75,23 @@ class Outputs:
         if self.publisher is not None:
             self.publisher.stop(drain_timeout_s)
 
+    def enable_commands(self, latest_frame, request_reload) -> Optional[str]:
+        """Listen on <prefix>/<device>/command (config commands.enabled); replies and snapshots
+        go out directly, never through the results outbox."""
+        if self.publisher is None:
+            log.warning("commands.enabled is set but mqtt is off: no commands can arrive")
+            return None
+        from .remote import build_command_handler
+        settings, device = self.config.mqtt, self.config.device_id
+        reply_topic = settings.topic(device, "command/reply")
+        snapshot_topic = settings.topic(device, "snapshot")
+        handler = build_command_handler(
+            latest_frame, lambda jpeg: self.publisher.send_now(snapshot_topic, jpeg, qos=0),
+            request_reload, lambda data: self.publisher.send_now(reply_topic, data, qos=1))
+        topic = self.subscribe("command", handler.on_message)
+        log.info("remote commands enabled on %s", topic)
+        return topic
+
     def subscribe(self, leaf: str, callback) -> Optional[str]:
         if self.publisher is None:
             return None

@@ -15,6 +15,7 @@ import threading
 import time
 from typing import Callable, Dict, Optional
 
+from .errors import EdgeAgentError
 from .stats import PipelineStats
 from .types import Frame, FrameResult, Source
 
@@ -109,6 +110,11 @@ class PipelineRunner:
     def _guard(self, body: Callable[[], None]) -> None:
         try:
             body()
+        except EdgeAgentError as error:   # bad input met at run time: one clear line, no traceback
+            if self.error is None:
+                self.error = error
+                log.debug("pipeline thread %s stopped: %s", threading.current_thread().name, error)
+            self._stop.set()
         except Exception as error:  # any crash ends the pipeline loudly, never a dead thread
             if self.error is None:
                 self.error = error

@@ -2,14 +2,16 @@
 Handlers run on the MQTT network thread: they read the snapshot tap or raise a flag, no more."""
 
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 from .commands import CommandError, CommandHandler
 from .pipeline_spec import load_pipeline
-from .snapshot import SnapshotTap, annotate, encode_jpeg
+from .snapshot import annotate, encode_jpeg
+from .types import Frame, FrameResult
 
 
-def build_command_handler(tap: SnapshotTap, publish_snapshot: Callable[[bytes], None],
+def build_command_handler(latest_frame: Callable[[], Optional[Tuple[Frame, FrameResult]]],
+                          publish_snapshot: Callable[[bytes], None],
                           request_reload: Callable[[Optional[str]], None],
                           reply: Callable[[bytes], None]) -> CommandHandler:
     started = time.monotonic()
@@ -18,7 +20,7 @@ def build_command_handler(tap: SnapshotTap, publish_snapshot: Callable[[bytes], 
         return {"pong": True, "uptime_s": round(time.monotonic() - started, 1)}
 
     def snapshot(args) -> Dict[str, object]:
-        latest = tap.latest()
+        latest = latest_frame()
         if latest is None:
             raise CommandError("snapshot: no frame processed yet")
         frame, result = latest

@@ -22,7 +22,7 @@ Sink = Callable[[Payload], int]
 
 def utc_iso(ts: float) -> str:
     """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-22T23:00:00.123Z."""
-    moment = datetime.datetime.utcfromtimestamp(ts)
+    moment = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
 
 

@@ -7,9 +7,9 @@ systemd protocol (docs/service.md): READY=1 once the first frame went through in
 camera is being reconnected), WATCHDOG=1 only while the pipeline makes progress, RELOADING=1 /
 READY=1 around a reload, STOPPING=1 at stop, STATUS= lines throughout."""
 
+import dataclasses  # novm: the dataclasses backport serves 3.6
 import faulthandler
 import logging
-import os
 import sys
 import time
 from typing import Callable, Optional, Tuple
@@ -18,10 +18,12 @@ from . import __version__
 from .assemble import (Overrides, Plan, build_inference, load_backend, make_plan,
                        open_source_for)
 from .config import AgentConfig, load_config
-from .errors import EdgeAgentError, OutputError
+from .errors import EdgeAgentError
 from .health import HealthMonitor
-from .lifecycle import EXIT_CRASH, CrashWatch, KeepAlive, Signals, StatusLine, with_state_directory
+from .lifecycle import (EXIT_CRASH, CrashWatch, KeepAlive, Lifecycle, Signals, StatusLine,
+                        prepare_state_dir, with_state_directory)
 from .outputs import Outputs
+from .snapshot import SnapshotTap
 from .pipeline import PipelineRunner
 from .reporter import ResultReporter
 from .sdnotify import Notifier, watchdog_interval_s
@@ -33,7 +35,6 @@ log = logging.getLogger(__name__)
 _TICK_S = 0.2
 STOP_WAIT_S = 10.0        # frames in flight get this long to finish at stop or reload
 DRAIN_S = 5.0             # the outbox gets this long to reach the broker at stop
-EXTEND_START_S = 60.0     # each engine-build progress report extends TimeoutStartSec= by this
 
 
 class Service:
@@ -49,15 +50,16 @@ class Service:
         self.signals = Signals()
         self.crashes = CrashWatch()
         self.keepalive = KeepAlive(self._notifier, watchdog_interval_s())
+        self.systemd = Lifecycle(self._notifier, self.keepalive)
         self.status_line = StatusLine(self._notifier)
         self.stats = PipelineStats()
         self.outputs = None       # type: Optional[Outputs]
         self.health = None        # type: Optional[HealthMonitor]
         self.plan = None          # type: Optional[Plan]
         self.runner = None        # type: Optional[PipelineRunner]
+        self._tap = None          # type: Optional[SnapshotTap]
         self._backend = None
-        self._ready_sent = False
-        self._stopping_sent = False
+        self._running_overrides = overrides
 
     def install_signal_handlers(self) -> None:
         self.signals.install()
@@ -65,26 +67,40 @@ class Service:
     def request_stop(self, why: str) -> None:
         self.signals.request_stop(why)
 
+    def request_reload(self, pipeline: Optional[str] = None) -> None:
+        """What SIGHUP does, from any thread (remote commands); `pipeline` also replaces the
+        pipeline (as --pipeline would) for this and later reloads."""
+        if pipeline is not None:
+            self.overrides = dataclasses.replace(self.overrides, pipeline=pipeline)
+        self.signals.reload.set()
+
     # ---- run --------------------------------------------------------------------------
     def run(self) -> int:
         self.crashes.install()
         _dump_stacks_on_fatal_signals()
+        code, drain_s = EXIT_CRASH, DRAIN_S
         try:
             self.plan = make_plan(self.config, self.overrides)
             log.info("edgeagent %s on %s: profile %s (%s), pipeline %s, source %s", __version__,
                      self.plan.device.model, self.plan.profile.name, self.plan.profile_reason,
                      self.plan.pipeline.name, self.plan.source_uri)
-            self._prepare_state_dir()
+            prepare_state_dir(self.config.state_dir)
             self.outputs = Outputs.start(self.config, self._status_fields)
+            if self.config.commands_enabled:
+                self.outputs.enable_commands(self._latest_frame, self.request_reload)
             self._start_pipeline()
-            return self._run_pipelines()
-        except EdgeAgentError:
+            code = self._run_pipelines()
+        except EdgeAgentError as error:
+            code = error.exit_code
+            raise
+        except KeyboardInterrupt:     # Ctrl-C twice: leave now, the outbox keeps what is left
+            code, drain_s = 130, 0.0
             raise
         except Exception:  # a bug in the main thread: one traceback, then a restartable exit
             log.exception("edgeagent crashed; exiting with %d", EXIT_CRASH)
-            return EXIT_CRASH
         finally:
-            self._shutdown()
+            self._shutdown(code, drain_s)
+        return code
 
     def _run_pipelines(self) -> int:
         while True:
@@ -112,10 +128,15 @@ class Service:
         self.outputs.announce("online")
         self._start_health(backend)
         self.health.source = source
-        self.runner = PipelineRunner(source, inference, reporter, self.stats, self._max_frames)
+        self._tap = SnapshotTap(inference)
+        self.runner = PipelineRunner(source, self._tap, reporter, self.stats, self._max_frames)
         self.runner.start()
         self.health.state = "running"
         log.info("running %s on %s from %s", plan.pipeline.name, backend.name, source.uri)
+
+    def _latest_frame(self):
+        tap = self._tap
+        return tap.latest() if tap is not None else None
 
     def _start_health(self, backend) -> None:
         info = {"name": backend.name, "precision": getattr(backend, "precision", None),
@@ -140,7 +161,7 @@ class Service:
             if finished:
                 return self._source_finished()
             if self.signals.stop.is_set():
-                self._notify_stopping()
+                self.systemd.send_stopping()
                 return 0 if self._stop_runner() and self.runner.error is None else EXIT_CRASH
             if self.signals.reload.is_set():
                 return None
@@ -148,19 +169,21 @@ class Service:
 
     def _source_finished(self) -> int:
         self._close_source()
+        if isinstance(self.runner.error, EdgeAgentError):
+            raise self.runner.error       # the CLI prints it as one line with its exit code
         if self.runner.error is not None:
             return EXIT_CRASH
         if self.runner.end_reason == "source_ended" and self.runner.source.live:
             log.error("live source %s ended although nobody closed it", self.runner.source.uri)
             return EXIT_CRASH
-        self._notify_ready()   # a short file may end before the first tick
+        self._ready()          # a short file may end before the first tick
         return 0
 
     def _tick(self) -> None:
         camera = str(getattr(self.runner.source, "state", "running"))
-        if not self._ready_sent and (self.stats.processed or camera == "camera_lost"):
-            self._notify_ready()
-        if self._ready_sent:
+        if not self.systemd.ready and (self.stats.processed or camera == "camera_lost"):
+            self._ready()
+        if self.systemd.ready:
             self.keepalive.tick(*self._progress(camera))
             self.status_line.update("running %s on %s" % (self.plan.pipeline.name,
                                                           self.outputs.backend),
@@ -199,30 +222,32 @@ class Service:
         """New config and pipeline; the outbox, seq and MQTT link stay. A config that does not
         load keeps the running pipeline; a pipeline that does not start falls back to the old."""
         self.signals.reload.clear()
-        self._notifier.notify("RELOADING=1", "MONOTONIC_USEC=%d" % int(time.monotonic() * 1e6))
-        log.info("SIGHUP: reloading %s", self._config_path or "defaults")
+        self.systemd.send_reloading()
+        log.info("reloading %s", self._config_path or "defaults")
+        previous = (self.config, self.plan, self._running_overrides)
         try:
             config = with_state_directory(load_config(self._config_path))
             plan = make_plan(config, self.overrides)
         except EdgeAgentError as why:
             log.error("reload failed, keeping %s running: %s", self.plan.pipeline.name, why)
-            self._notifier.notify("READY=1", "STATUS=reload failed (%s); running %s" % (
+            self.overrides = previous[2]
+            self.systemd.send_reloaded("reload failed (%s); running %s" % (
                 type(why).__name__, self.plan.pipeline.name))
             return
         self._warn_restart_only(config)
         self._stop_runner()
         _close_quietly(self._backend)
-        previous = (self.config, self.plan)
         self.config, self.plan = config, plan
         try:
             self._start_pipeline()
         except EdgeAgentError as why:
             log.error("reload: %s does not start (%s); going back to %s", plan.pipeline.name,
                       why, previous[1].pipeline.name)
-            self.config, self.plan = previous
+            self.config, self.plan, self.overrides = previous
             self._start_pipeline()
-        self._notifier.notify("READY=1", "STATUS=reloaded: running %s on %s" % (
-            self.plan.pipeline.name, self.outputs.backend))
+        self._running_overrides = self.overrides
+        self.systemd.send_reloaded("reloaded: running %s on %s" % (self.plan.pipeline.name,
+                                                                   self.outputs.backend))
 
     def _warn_restart_only(self, new: AgentConfig) -> None:
         old = self.config
@@ -231,57 +256,34 @@ class Service:
                 log.warning("reload: %s changed; that takes effect after a restart", name)
 
     # ---- systemd notifications ----------------------------------------------------------
-    def _notify_ready(self) -> None:
-        if not self._ready_sent:
-            self._ready_sent = True
-            self._notifier.notify("READY=1", "STATUS=running %s on %s" % (
-                self.plan.pipeline.name, self.outputs.backend))
+    def _ready(self) -> None:
+        if self.systemd.send_ready("running %s on %s" % (self.plan.pipeline.name,
+                                                          self.outputs.backend)):
             log.info("ready: %s", "first frame processed" if self.stats.processed
                      else "waiting for the camera to come back")
-
-    def _notify_stopping(self) -> None:
-        if not self._stopping_sent:
-            self._stopping_sent = True
-            self._notifier.notify("STOPPING=1", "STATUS=stopping: finishing frames, draining "
-                                                "the outbox")
 
     def _engine_progress(self, state: str, elapsed_s: float, detail: str) -> None:
         """From the engine builder's progress thread: proof of life for systemd."""
         if self.health is not None:
             self.health.state = "building_engine" if state == "building_engine" else "starting"
-        self._notifier.status("%s: %.0f s %s" % (state, elapsed_s, detail))
-        if self._ready_sent:
-            self.keepalive.alive()
-        else:
-            self._notifier.notify("EXTEND_TIMEOUT_USEC=%d" % int(EXTEND_START_S * 1e6))
+        self.systemd.working("%s: %.0f s %s" % (state, elapsed_s, detail))
 
     # ---- state and shutdown ---------------------------------------------------------------
     def _status_fields(self):
         return (self.plan.pipeline.name if self.plan else "",
                 self.outputs.backend if self.outputs else "")
 
-    def _prepare_state_dir(self) -> None:
-        try:
-            os.makedirs(self.config.state_dir, exist_ok=True)
-        except OSError as why:
-            raise OutputError("state_dir %s: cannot create it (%s); set state_dir in the config "
-                              "to a writable folder (systemd: StateDirectory=edgeagent)" % (
-                                  self.config.state_dir, why.strerror))
-        if not os.access(self.config.state_dir, os.W_OK):
-            raise OutputError("state_dir %s: not writable by this user; set state_dir in the "
-                              "config or fix its owner" % self.config.state_dir)
-
-    def _shutdown(self) -> None:
-        self._notify_stopping()
-        if self.runner is not None and self.runner.running:
+    def _shutdown(self, code: int, drain_s: float) -> None:
+        self.systemd.send_stopping()
+        if self.runner is not None and self.runner.running and drain_s > 0:
             self._stop_runner()
         if self.health is not None:
             self.health.state = "stopping"
             self.health.stop()
         if self.outputs is not None:
-            self.outputs.stop(drain_timeout_s=DRAIN_S)
+            self.outputs.stop(drain_timeout_s=drain_s)
         _close_quietly(self._backend)
-        log.info("stopped")
+        log.info("stopped (exit %d)", code)
         sys.stdout.flush()
 
 

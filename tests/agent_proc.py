@@ -108,7 +108,7 @@ class AgentProcess:
         command = (entry or agent_command([])) + ["run", "--config", config_path, "--print"]
         self.results = []              # type: List[Tuple[float, dict]]
         self.log = []                  # type: List[Tuple[float, str]]
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()     # wait_result's `where` may read results too
         self.started = time.monotonic()
         self.proc = subprocess.Popen(command + list(args), stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=ROOT, env=environment,

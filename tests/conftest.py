@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, List, NamedTuple, Optional
 
 import pytest
@@ -125,13 +126,40 @@ def start_agent(args: List[str], log_path: str, root: Optional[str] = None,
         log.close()
 
 
-@pytest.fixture(name="run_agent")
+def run_agents(argvs: List[List[str]], roots: Optional[List[str]] = None) -> List[AgentRun]:
+    """Several `python -m agent` runs side by side (each is mostly interpreter start-up and
+    imports); results in the order of `argvs`. roots: EDGEAGENT_ROOT per run."""
+    roots = roots or [None] * len(argvs)
+    with ThreadPoolExecutor(max_workers=max(4, 2 * (os.cpu_count() or 1))) as pool:
+        return list(pool.map(lambda job: run_agent(job[0], root=job[1]), zip(argvs, roots)))
+
+
+def write_file(folder, name: str, text: str) -> str:
+    path = folder / name
+    path.write_text(text)
+    return str(path)
+
+
+def write_pipeline(folder, models: Dict[str, str], extra: str = "",
+                   decoder: str = "decoder: {type: blazeface}\n", name: str = "pipe.yaml") -> str:
+    """A pipeline file naming `models` (backend key -> path), with more YAML lines in `extra`."""
+    lines = ["name: test-pipe", "models:"] + ["  %s: %s" % kv for kv in sorted(models.items())]
+    return write_file(folder, name, "\n".join(lines) + "\n" + decoder + extra)
+
+
+@pytest.fixture(name="run_agent", scope="session")
 def run_agent_fixture():
     """run_agent(args, timeout_s=60, root=None, env=None) -> AgentRun(returncode, stdout, stderr)."""
     return run_agent
 
 
-@pytest.fixture(name="start_agent")
+@pytest.fixture(name="run_agents", scope="session")
+def run_agents_fixture():
+    """run_agents([args, ...], roots=None) -> [AgentRun, ...], run side by side."""
+    return run_agents
+
+
+@pytest.fixture(name="start_agent", scope="session")
 def start_agent_fixture():
     """start_agent(args, log_path, root=None, env=None) -> Popen (stdout+stderr to log_path)."""
     return start_agent
@@ -177,8 +205,10 @@ class SchemaValidator:
                 name, name, "; ".join(problems), json.dumps(payload)))
         return payload
 
-    def schema_for_topic(self, topic: str) -> str:
-        """The schema name of a message on <prefix>/<device>/<leaf>."""
+    def schema_for_topic(self, topic: str) -> Optional[str]:
+        """The schema name of a message on <prefix>/<device>/<leaf>; None for snapshots (JPEG)."""
+        if topic.endswith("/snapshot"):
+            return None
         if topic.endswith("/command/reply"):
             return "command_reply"
         leaf = topic.rsplit("/", 1)[-1]

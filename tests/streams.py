@@ -29,14 +29,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def is_listening(port: int) -> bool:
+def is_listening(port: int, or_serving: bool = False) -> bool:
     """True when a TCP socket listens on the port (read from /proc, so no client connects:
-    ffmpeg -listen 1 would take a probing connection as its one client)."""
+    ffmpeg -listen 1 would take a probing connection as its one client). or_serving: an
+    accepted connection on the port counts too (ffmpeg stops listening once a client is in)."""
+    states = ("0A", "01") if or_serving else ("0A",)      # LISTEN, ESTABLISHED
     with open("/proc/net/tcp") as table:
         next(table)
         for line in table:
             fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port and fields[3] == "0A":
+            if int(fields[1].split(":")[1], 16) == port and fields[3] in states:
                 return True
     return False
 
@@ -132,7 +134,7 @@ class FfmpegStream:
 
     def _wait_listening(self, proc: subprocess.Popen, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
-        while not is_listening(self.port):
+        while not is_listening(self.port, or_serving=True):   # a waiting client may be quick
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("ffmpeg did not start listening on %s (exit code %s): %s" % (
                     self.url, proc.poll(), " ".join(self.command())))

@@ -27,8 +27,10 @@ STATUS_EXAMPLE = {"schema": "edgeagent/status/1", "state": "online", "device_id"
                   "ts": "2026-11-22T23:00:00.123Z", "version": "0.1.0", "pipeline": "face-detect",
                   "backend": "tflite"}
 COMMAND_EXAMPLE = {"id": "5c1b0f7e", "name": "snapshot", "args": {}}
-REPLY_OK = {"id": "5c1b0f7e", "ok": True, "result": {"bytes": 48213}}
-REPLY_ERROR = {"id": "5c1b0f7e", "ok": False, "error": "unknown command 'reboot'; allowed: snapshot"}
+REPLY_OK = {"schema": "edgeagent/command-reply/1", "id": "5c1b0f7e", "ok": True,
+            "result": {"bytes": 48213}}
+REPLY_ERROR = {"schema": "edgeagent/command-reply/1", "id": "5c1b0f7e", "ok": False,
+               "error": "unknown command 'reboot'; allowed: ping, reload, set_pipeline, snapshot"}
 
 
 class StillSource:
@@ -84,7 +86,8 @@ def test_unknown_schema_name_is_refused_with_the_known_names():
 @pytest.mark.parametrize("name, payload", [
     ("result", RESULT_EXAMPLE), ("status", STATUS_EXAMPLE), ("command", COMMAND_EXAMPLE),
     ("command_reply", REPLY_OK), ("command_reply", REPLY_ERROR),
-    ("command", {"id": "1", "name": "reload"}),
+    ("command", {"id": "1", "name": "reload"}), ("command", {"id": "x:1", "name": "ping", "args": None}),
+    ("command_reply", dict(REPLY_ERROR, id=None)),
 ])
 def test_conventions_examples_are_valid(schema_validator, name, payload):
     assert schema_validator.errors(name, payload) == []
@@ -224,10 +227,69 @@ def test_health_with_a_wrong_value_is_rejected(schema_validator, health_payload,
 @pytest.mark.parametrize("name, payload", [
     ("command", {"name": "snapshot"}), ("command", {"id": "1"}),
     ("command", {"id": "1", "name": "Reboot Now"}), ("command", {"id": "1", "name": "x", "args": []}),
-    ("command_reply", {"ok": True}), ("command_reply", {"id": "1"}),
-    ("command_reply", {"id": "1", "ok": False}),                   # a failure must say why
-    ("command_reply", {"id": "1", "ok": True, "error": "but"}),    # success has no error
-    ("command_reply", {"id": "1", "ok": "yes"}),
+    ("command", {"id": "has space", "name": "ping"}), ("command", {"id": "1", "name": "ping", "x": 1}),
+    ("command_reply", without(REPLY_OK, "schema")), ("command_reply", without(REPLY_OK, "id")),
+    ("command_reply", without(REPLY_OK, "ok")),
+    ("command_reply", without(REPLY_ERROR, "error")),               # a failure must say why
+    ("command_reply", replaced(REPLY_OK, "error", "but")),          # success has no error
+    ("command_reply", replaced(REPLY_OK, "ok", "yes")),
+    ("command_reply", replaced(REPLY_OK, "id", None)),              # only a refusal lacks an id
 ])
 def test_bad_commands_and_replies_are_rejected(schema_validator, name, payload):
     assert schema_validator.errors(name, payload)
+
+
+class Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def handler(self, name):
+        def run(args):
+            self.calls.append(name)
+            return {"done": name} if name != "reload" else None
+        return run
+
+
+@pytest.mark.parametrize("command", [
+    {"id": "a1", "name": "ping"},
+    {"id": "a2", "name": "reload", "args": None},
+    {"id": "a3", "name": "snapshot", "args": {"quality": 80}},
+    {"id": "a4", "name": "set_pipeline", "args": {"pipeline": "face-detect"}},
+])
+def test_real_command_handler_accepts_schema_valid_commands_and_replies_validly(
+        schema_validator, command):
+    from agent.commands import ARGUMENTS, CommandHandler
+    # given a schema-valid command and the agent's handler with recording actions
+    schema_validator.validate("command", command)
+    replies, actions = [], Recorder()
+    handler = CommandHandler({n: actions.handler(n) for n in ARGUMENTS}, replies.append,
+                             lambda name: None)
+    # when it arrives / then it runs, and the reply fits its schema and names the command
+    handler.on_message("edgeagent/dev/command", json.dumps(command).encode("utf-8"))
+    reply = schema_validator.validate("command_reply", replies[-1])
+    assert reply["ok"] and reply["id"] == command["id"] and actions.calls == [command["name"]]
+
+
+# (payload, whether the command schema already rejects it: it checks the shape, while the
+# allow-list and each command's arguments are the handler's to check)
+@pytest.mark.parametrize("payload, shape_is_wrong", [
+    (b"not json", True), (b'{"id": "b2", "name": "ping", "x": 1}', True),
+    (b'{"name": "ping"}', True), (b'{"id": "b 5", "name": "ping"}', True),
+    (b'{"id": "b1", "name": "reboot"}', False),
+    (b'{"id": "b3", "name": "snapshot", "args": {"quality": 5}}', False),
+    (b'{"id": "b4", "name": "set_pipeline", "args": {}}', False),
+])
+def test_real_command_handler_refusals_fit_the_reply_schema(schema_validator, payload,
+                                                            shape_is_wrong):
+    from agent.commands import ARGUMENTS, CommandHandler
+    replies, actions = [], Recorder()
+    handler = CommandHandler({n: actions.handler(n) for n in ARGUMENTS}, replies.append,
+                             lambda name: None)
+    handler.on_message("edgeagent/dev/command", payload)
+    reply = schema_validator.validate("command_reply", replies[-1])
+    assert reply["ok"] is False and reply["error"] and actions.calls == []
+    try:
+        wrong = bool(schema_validator.errors("command", json.loads(payload.decode("utf-8"))))
+    except ValueError:
+        wrong = True                  # not JSON at all
+    assert wrong == shape_is_wrong

@@ -52,7 +52,8 @@ def reference_letterbox(bgr, size):
     canvas[top:top + new_h, left:left + new_w] = cv2.resize(bgr, (new_w, new_h),
                                                             interpolation=cv2.INTER_LINEAR)
     chw = canvas[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
-    return chw[None], (scale, left, top, width, height)
+    # boxes map back by the size the picture really got on the canvas, per axis
+    return chw[None], (new_w / float(width), new_h / float(height), left, top, width, height)
 
 
 def iou(a, b):
@@ -66,7 +67,7 @@ def iou(a, b):
 
 def reference_yolov8(path, bgr, size, threshold, iou_threshold, limit):
     """[(class, score, [x1, y1, x2, y2] in frame pixels)], best first."""
-    tensor, (scale, left, top, width, height) = reference_letterbox(bgr, size)
+    tensor, (scale_x, scale_y, left, top, width, height) = reference_letterbox(bgr, size)
     raw = session(path).run(None, {"images": tensor})[0][0]      # [4 + classes, N]
     candidates = []
     for n in range(raw.shape[1]):
@@ -85,8 +86,8 @@ def reference_yolov8(path, bgr, size, threshold, iou_threshold, limit):
             break
     out = []
     for cls, score, box in kept:
-        x1, x2 = [min(max((v - left) / scale, 0.0), width) for v in (box[0], box[2])]
-        y1, y2 = [min(max((v - top) / scale, 0.0), height) for v in (box[1], box[3])]
+        x1, x2 = [min(max((v - left) / scale_x, 0.0), width) for v in (box[0], box[2])]
+        y1, y2 = [min(max((v - top) / scale_y, 0.0), height) for v in (box[1], box[3])]
         if x2 > x1 and y2 > y1:
             out.append((cls, score, [x1, y1, x2, y2]))
     return out
@@ -113,22 +114,30 @@ def run(inference, bgr):
 
 @pytest.fixture(scope="module")
 def nudenet(fetched_models):
+    """(model path, class names, {score threshold: agent Inference})."""
     path = fetched_models["yolov8n_nudenet_320.onnx"]
     names = class_names(path)
-    return path, names, agent_inference(path, 320, 0.25, 0.45, 100, names)
+    return path, names, {threshold: agent_inference(path, 320, threshold, 0.45, 100, names)
+                         for threshold in (0.25, 0.01)}
 
 
-@pytest.mark.parametrize("photo", ["astronaut", "astronaut-in-1280x720", "chelsea", "coffee",
-                                   "coins", "rocket"])
-def test_trained_yolov8_detections_match_the_loop_reference(nudenet, sample_media, photo):
-    path, names, inference = nudenet
+# (photo, score threshold, how many detections at least): the low threshold gives the NMS and
+# the class handling several overlapping boxes of several classes to sort out
+@pytest.mark.parametrize("photo, threshold, at_least", [
+    ("astronaut", 0.25, 1), ("astronaut-in-1280x720", 0.25, 1), ("chelsea", 0.25, 0),
+    ("astronaut", 0.01, 5), ("astronaut-in-1280x720", 0.01, 4), ("chelsea", 0.01, 2),
+    ("coffee", 0.01, 3), ("coins", 0.01, 0), ("rocket", 0.01, 0),
+])
+def test_trained_yolov8_detections_match_the_loop_reference(nudenet, sample_media, photo,
+                                                            threshold, at_least):
+    path, names, inferences = nudenet
     # given a real photo
     bgr = scene(sample_media, photo)
     # when the agent and the reference decode the trained model's output
-    dets = run(inference, bgr)
-    expected = reference_yolov8(path, bgr, 320, 0.25, 0.45, 100)
+    dets = run(inferences[threshold], bgr)
+    expected = reference_yolov8(path, bgr, 320, threshold, 0.45, 100)
     # then the same boxes (frame pixels), scores and classes, best first
-    assert len(dets) == len(expected)
+    assert len(dets) == len(expected) >= at_least
     if expected:
         np.testing.assert_allclose(dets.boxes, [e[2] for e in expected], atol=0.05)
         np.testing.assert_allclose(dets.scores, [e[1] for e in expected], atol=1e-5)
@@ -140,13 +149,13 @@ def test_trained_yolov8_detections_match_the_loop_reference(nudenet, sample_medi
                                               ("astronaut-in-1280x720", 500, 104)])
 def test_trained_yolov8_finds_the_astronauts_face_in_frame_pixels(nudenet, sample_media, photo,
                                                                    left, top):
-    path, names, inference = nudenet
-    dets = run(inference, scene(sample_media, photo))
+    path, names, inferences = nudenet
+    dets = run(inferences[0.25], scene(sample_media, photo))
     faces = [i for i, label in enumerate(dets.labels) if label == "FACE_FEMALE"]
     assert len(faces) == 1
     x1, y1, x2, y2 = dets.boxes[faces[0]] - np.array([left, top, left, top])
     assert 160 < x1 < 200 and 250 < x2 < 290 and 50 < y1 < 100 and 150 < y2 < 200
-    assert dets.scores[faces[0]] > 0.6
+    assert dets.scores[faces[0]] > 0.5
 
 
 def test_untrained_coco80_export_layout_decodes_like_the_reference(fetched_models, sample_media):

@@ -105,7 +105,8 @@ class TFLiteBackend:
             interpreter = interpreter_cls(model_path=model_path, num_threads=threads)
         except (ValueError, RuntimeError) as why:
             raise ModelError("%s: %s cannot load it as a TFLite model: %s" % (
-                model_path, runtime, str(why).strip().splitlines()[0]))
+                model_path, runtime,
+                (str(why).strip().splitlines() or ["not a valid TFLite flatbuffer"])[0]))
         return cls(interpreter, runtime)
 
     def infer(self, tensor: np.ndarray) -> List[np.ndarray]:

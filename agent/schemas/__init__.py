@@ -6,10 +6,10 @@ command_reply. The agent does not validate at run time; tests and dashboards do.
 
 import json
 import os
-from typing import Dict, Tuple
+from typing import Dict
 
 SCHEMA_DIR = os.path.dirname(os.path.abspath(__file__))
-NAMES = ("result", "status", "health", "command", "command_reply")   # type: Tuple[str, ...]
+NAMES = ("result", "status", "health", "command", "command_reply")
 
 
 def schema_path(name: str) -> str:
