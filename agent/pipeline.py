@@ -16,6 +16,7 @@ import time
 from typing import Callable, Dict, Optional
 
 from .errors import EdgeAgentError
+from .inference import WholeFrame
 from .stats import PipelineStats
 from .types import Frame, FrameResult, Source
 
@@ -55,12 +56,18 @@ class LatestSlot:
 class PipelineRunner:
     """Runs one source through one Inference into `emit` until the source ends or stop()."""
 
-    def __init__(self, source: Source, inference: Callable[[Frame], FrameResult],
-                 emit: Callable[[FrameResult], None], stats: PipelineStats,
-                 max_frames: Optional[int] = None) -> None:
+    def __init__(self, source: Source, inference, emit: Callable[[FrameResult], None],
+                 stats: PipelineStats, max_frames: Optional[int] = None,
+                 observe: Optional[Callable[[Frame, FrameResult], None]] = None) -> None:
+        # inference: an agent.inference.Inference (prepare / infer / finish), or any plain
+        # frame -> FrameResult callable, run whole on the inference thread
         self.source = source
-        self.inference = inference
+        self.inference = inference if hasattr(inference, "prepare") else WholeFrame(inference)
+        # files: preprocess beside capture (the ring in Inference covers the bounded queue);
+        # live: a replaced frame would free its tensor out of order, so preprocess on inference
+        self._prepare_in_capture = not source.live
         self._emit = emit
+        self._observe = observe
         self.stats = stats
         self._max_frames = max_frames
         self._stop = threading.Event()
@@ -141,6 +148,8 @@ class PipelineRunner:
                     break
                 read += 1
                 self.stats.count_captured()
+                if self._prepare_in_capture:
+                    frame = self._step("capture", self.inference.prepare, frame)
                 self._put(self._frames, frame)
             else:
                 self.end_reason = "stopped"
@@ -149,20 +158,28 @@ class PipelineRunner:
 
     def _infer(self) -> None:
         while True:
-            frame = self._get(self._frames)
-            if frame is _END:
+            item = self._get(self._frames)
+            if item is _END:
                 break
-            result = self._step("inference", self.inference, frame)
-            self.stats.count_processed(result.timing_ms)
-            self._put(self._results, result)
+            if not self._prepare_in_capture:
+                item = self.inference.prepare(item)
+            inferred = self._step("inference", self.inference.infer, item)
+            self._put(self._results, inferred)
         self._put(self._results, _END)
 
     def _output(self) -> None:
         while True:
-            result = self._get(self._results)
-            if result is _END:
+            inferred = self._get(self._results)
+            if inferred is _END:
                 return
-            self._step("output", self._emit, result)
+            self._step("output", self._deliver, inferred)
+
+    def _deliver(self, inferred) -> None:
+        frame, result = self.inference.finish(inferred)
+        self.stats.count_processed(result.timing_ms)
+        if self._observe is not None:
+            self._observe(frame, result)
+        self._emit(result)
 
     def _put(self, target, item) -> None:
         """Blocking put; gives up only when another thread has crashed."""

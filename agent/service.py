@@ -128,8 +128,9 @@ class Service:
         self.outputs.announce("online")
         self._start_health(backend)
         self.health.source = source
-        self._tap = SnapshotTap(inference)
-        self.runner = PipelineRunner(source, self._tap, reporter, self.stats, self._max_frames)
+        self._tap = SnapshotTap()
+        self.runner = PipelineRunner(source, inference, reporter, self.stats, self._max_frames,
+                                     observe=self._tap.record)
         self.runner.start()
         self.health.state = "running"
         log.info("running %s on %s from %s", plan.pipeline.name, backend.name, source.uri)

@@ -4,7 +4,7 @@ The tap keeps references to the newest frame and its result; drawing and encodin
 when someone asks, never on the per-frame path."""
 
 import threading
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import cv2
 import numpy as np
@@ -15,18 +15,15 @@ _BOX_BGR = (0, 200, 255)
 
 
 class SnapshotTap:
-    """Wraps the inference stage: result = tap(frame), remembering the pair."""
+    """Remembers the newest processed frame and its result (the pipeline's observe hook)."""
 
-    def __init__(self, inference: Callable[[Frame], FrameResult]) -> None:
-        self._inference = inference
+    def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latest = None     # type: Optional[Tuple[Frame, FrameResult]]
 
-    def __call__(self, frame: Frame) -> FrameResult:
-        result = self._inference(frame)
+    def record(self, frame: Frame, result: FrameResult) -> None:
         with self._lock:
             self._latest = (frame, result)
-        return result
 
     def latest(self) -> Optional[Tuple[Frame, FrameResult]]:
         with self._lock:

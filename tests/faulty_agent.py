@@ -39,7 +39,7 @@ def patch(cls, name: str, faults):
     setattr(cls, name, faulty)
 
 
-patch(Inference, "__call__", ("hang", "raise"))
+patch(Inference, "infer", ("hang", "raise"))
 patch(RecoveringSource, "_deliver", ("camera-raise",))
 
 if __name__ == "__main__":
