@@ -7,6 +7,7 @@ systemd watchdog and the status line. The service owns one of each and polls the
     keepalive.tick(progressing=True)       # WATCHDOG=1 at most every interval
 """
 
+import faulthandler
 import logging
 import os
 import signal
@@ -243,3 +244,12 @@ def prepare_state_dir(path: str) -> None:
     if not os.access(path, os.W_OK):
         raise OutputError("state_dir %s: not writable by this user; set state_dir in the "
                           "config or fix its owner" % path)
+
+
+def dump_stacks_on_fatal_signals() -> None:
+    """SIGABRT (systemd's watchdog kill), SIGSEGV...: every thread's stack goes to the journal,
+    which shows where a hang was."""
+    try:
+        faulthandler.enable(all_threads=True)
+    except (AttributeError, ValueError, OSError, RuntimeError):  # stderr without a descriptor
+        log.debug("faulthandler not enabled: stderr has no file descriptor")

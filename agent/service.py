@@ -8,7 +8,6 @@ camera is being reconnected), WATCHDOG=1 only while the pipeline makes progress,
 READY=1 around a reload, STOPPING=1 at stop, STATUS= lines throughout."""
 
 import dataclasses  # novm: the dataclasses backport serves 3.6
-import faulthandler
 import logging
 import sys
 import time
@@ -21,6 +20,7 @@ from .config import AgentConfig, load_config
 from .errors import EdgeAgentError
 from .health import HealthMonitor
 from .lifecycle import (EXIT_CRASH, CrashWatch, KeepAlive, Lifecycle, Signals, StatusLine,
+                        dump_stacks_on_fatal_signals,
                         prepare_state_dir, with_state_directory)
 from .outputs import Outputs
 from .snapshot import SnapshotTap
@@ -77,7 +77,7 @@ class Service:
     # ---- run --------------------------------------------------------------------------
     def run(self) -> int:
         self.crashes.install()
-        _dump_stacks_on_fatal_signals()
+        dump_stacks_on_fatal_signals()
         code, drain_s = EXIT_CRASH, DRAIN_S
         try:
             self.plan = make_plan(self.config, self.overrides)
@@ -296,12 +296,3 @@ def _close_quietly(backend) -> None:
         close()
     except Exception:  # releasing a model must not hide why we stop or reload
         log.exception("closing backend %s failed", getattr(backend, "name", "?"))
-
-
-def _dump_stacks_on_fatal_signals() -> None:
-    """SIGABRT (systemd's watchdog kill), SIGSEGV...: every thread's stack goes to the journal,
-    which shows where a hang was."""
-    try:
-        faulthandler.enable(all_threads=True)
-    except (AttributeError, ValueError, OSError, RuntimeError):  # stderr without a descriptor
-        log.debug("faulthandler not enabled: stderr has no file descriptor")
