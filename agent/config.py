@@ -1,7 +1,6 @@
 """The agent's own config file (/etc/edgeagent/config.yaml): validated into frozen settings.
 No side effects: reading a config never opens a camera, a model or a socket."""
 
-import os
 import socket
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Mapping, Optional
@@ -24,7 +23,6 @@ DEFAULT_STATE_DIR = "/var/lib/edgeagent"
 class OutputSettings:
     policy: str = "every_frame"     # which frames with results are published
     interval_s: float = 1.0         # for policy interval
-    print_results: bool = False     # one JSON line per result on stdout (--print)
 
 
 @dataclass(frozen=True)
@@ -125,10 +123,3 @@ def _camera(section: Mapping, path: str) -> CameraSettings:
         stall_timeout_s=need_number(section.get("stall_timeout_s", 5.0), path,
                                     "camera.stall_timeout_s", 0.5, 600),
         loop=need_bool(section.get("loop", False), path, "camera.loop"))
-
-
-def state_path(config: AgentConfig, *parts: str) -> str:
-    return os.path.join(config.state_dir, *parts)
-
-
-

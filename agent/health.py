@@ -8,7 +8,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict
 
 from .reporter import to_json_bytes, utc_iso
 from .stats import PipelineStats
@@ -63,7 +63,6 @@ class HealthMonitor:
         self.backend_info = dict(backend_info)
         self.source = None
         self.state = "starting"
-        self.detail = ""
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
