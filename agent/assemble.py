@@ -40,8 +40,7 @@ class Plan:
     source_uri: str
 
 
-def make_plan(config: AgentConfig, overrides: Overrides,
-              progress: Optional[Callable] = None) -> Plan:
+def make_plan(config: AgentConfig, overrides: Overrides) -> Plan:
     device = detect_device(os.environ.get(ROOT_ENV, "/"))
     profile, reason = select_profile(device, overrides.profile or config.profile)
     pipeline = load_pipeline(overrides.pipeline or config.pipeline)

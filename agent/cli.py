@@ -7,11 +7,12 @@ import argparse
 import dataclasses  # novm: the dataclasses backport serves 3.6
 import json
 import logging
+import os
 import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import EdgeAgentError
+from .errors import EdgeAgentError, ModelError
 
 log = logging.getLogger("edgeagent")
 
@@ -124,18 +125,12 @@ def cmd_validate(args) -> int:
     pipeline = load_pipeline(args.pipeline or config.pipeline)
     if config.profile:
         load_profile(config.profile)
-    missing = [p for p in pipeline.models.values() if not _exists(p)]
+    missing = [p for p in pipeline.models.values() if not os.path.isfile(p)]
     if missing:
-        from .errors import ModelError
         raise ModelError("pipeline %s (%s): model file(s) not found: %s" % (
             pipeline.name, pipeline.path, ", ".join(missing)))
     print("%s: ok (pipeline %s, device %s)" % (args.config, pipeline.name, config.device_id))
     return 0
-
-
-def _exists(path: str) -> bool:
-    import os
-    return os.path.isfile(path)
 
 
 def cmd_build_engine(args) -> int:

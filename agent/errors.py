@@ -12,7 +12,12 @@ class EdgeAgentError(Exception):
     kind = "error"
 
     def __str__(self) -> str:
-        return "%s: %s" % (self.kind, super().__str__())
+        return "%s: %s" % (self.kind, self.detail)
+
+    @property
+    def detail(self) -> str:
+        """The message without its kind, for places that say the kind themselves."""
+        return super().__str__()
 
 
 class ConfigError(EdgeAgentError):

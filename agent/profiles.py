@@ -13,13 +13,13 @@ from dataclasses import dataclass, field  # novm: the dataclasses backport serve
 from types import MappingProxyType
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-import yaml
 
 from . import resources
 from .checks import (need_bool, need_choice, need_int, need_list, need_mapping, need_str,
                      reject_unknown, where)
 from .device import DeviceInfo
 from .errors import ConfigError
+from .yamlio import read_yaml
 
 log = logging.getLogger(__name__)
 
@@ -169,14 +169,7 @@ def _best_match(device: DeviceInfo, profiles: List[Profile]) -> Tuple[Profile, s
 
 
 def _read_yaml(path: str) -> Mapping:
-    try:
-        with open(path, "r", encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
-    except (OSError, IOError) as exc:
-        raise ConfigError("%s: cannot read device profile: %s" % (path, exc))
-    except yaml.YAMLError as exc:
-        raise ConfigError("%s: not valid YAML: %s" % (path, str(exc).replace("\n", " ")))
-    return need_mapping(data, path, "")
+    return need_mapping(read_yaml(path), path, "")
 
 
 def profile_from_dict(data: Mapping, path: str) -> Profile:

@@ -15,6 +15,6 @@ def read_yaml(path: str) -> Any:
         raise ConfigError("%s: cannot read (%s)" % (path, why.strerror or why))
     except yaml.YAMLError as why:
         mark = getattr(why, "problem_mark", None)
-        at = " line %d column %d" % (mark.line + 1, mark.column + 1) if mark else ""
+        at = " (line %d, column %d)" % (mark.line + 1, mark.column + 1) if mark else ""
         problem = getattr(why, "problem", None) or str(why).splitlines()[0]
-        raise ConfigError("%s:%s: not valid YAML: %s" % (path, at, problem))
+        raise ConfigError("%s: not valid YAML%s: %s" % (path, at, problem))

@@ -15,17 +15,16 @@ Batch norms are folded into the convolutions; convolutions use TensorFlow "SAME"
 import argparse
 import os
 import sys
-from typing import Dict, List, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_checkpoint import load_state_dict  # noqa: E402  (sibling script, not a package)
+from onnx_graph import OnnxGraph  # noqa: E402  (sibling scripts, not a package)
+from torch_checkpoint import load_state_dict  # noqa: E402
 
-OPSET = 13
-IR_VERSION = 7
 INPUT_SIZE = 224
 BN_EPS = 1e-3                    # TF EfficientNet batch-norm epsilon
 # Stages of EfficientNet-B0/Lite0: (repeats, kernel, stride, expand ratio)
@@ -40,21 +39,10 @@ def same_pads(size: int, kernel: int, stride: int) -> Tuple[int, int, int]:
     return total // 2, total - total // 2, out
 
 
-class GraphBuilder:
+class GraphBuilder(OnnxGraph):
     def __init__(self, state: Dict[str, np.ndarray]) -> None:
+        OnnxGraph.__init__(self)
         self.state = state
-        self.nodes: List[onnx.NodeProto] = []
-        self.inits: List[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, stem: str) -> str:
-        self.count += 1
-        return "%s_%d" % (stem, self.count)
-
-    def init(self, stem: str, value: np.ndarray) -> str:
-        name = self.name(stem)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
 
     def folded(self, conv: str, bn: str) -> Tuple[np.ndarray, np.ndarray]:
         """Conv weight and bias with the following batch norm folded in."""
@@ -69,17 +57,12 @@ class GraphBuilder:
         weight, bias = self.folded(conv, bn)
         kernel = int(weight.shape[2])
         begin, end, out_size = same_pads(size, kernel, stride)
-        y = self.name("conv")
-        self.nodes.append(helper.make_node(
-            "Conv", [x, self.init("w", weight), self.init("b", bias)], [y],
-            kernel_shape=[kernel, kernel], strides=[stride, stride], group=groups,
-            pads=[begin, begin, end, end], name=self.name("Conv")))
+        y = self.op("Conv", [x, self.init("w", weight), self.init("b", bias)],
+                    kernel_shape=[kernel, kernel], strides=[stride, stride], group=groups,
+                    pads=[begin, begin, end, end])
         if relu6:
-            z = self.name("relu6")
-            self.nodes.append(helper.make_node(
-                "Clip", [y, self.init("lo", np.array(0, np.float32)),
-                         self.init("hi", np.array(6, np.float32))], [z], name=self.name("Clip")))
-            y = z
+            y = self.op("Clip", [y, self.init("lo", np.array(0, np.float32)),
+                                 self.init("hi", np.array(6, np.float32))])
         return y, out_size
 
     def block(self, x: str, size: int, index: int, stride: int) -> Tuple[str, int]:
@@ -96,9 +79,7 @@ class GraphBuilder:
         h, _ = self.conv_bn(h, out_size, prefix + "_project_conv", prefix + "_bn2", 1, 1, False)
         out_ch = self.state[prefix + "_project_conv.weight"].shape[0]
         if stride == 1 and in_ch == out_ch:      # identity skip, as in EfficientNet
-            y = self.name("add")
-            self.nodes.append(helper.make_node("Add", [h, x], [y], name=self.name("Add")))
-            h = y
+            h = self.op("Add", [h, x])
         return h, out_size
 
     def build(self) -> onnx.ModelProto:
@@ -109,21 +90,17 @@ class GraphBuilder:
                 x, size = self.block(x, size, index, stride if r == 0 else 1)
                 index += 1
         x, size = self.conv_bn(x, size, "_conv_head", "_bn1", 1, 1, True)
-        pooled, flat = self.name("pool"), self.name("flat")
-        self.nodes.append(helper.make_node("GlobalAveragePool", [x], [pooled], name="pool"))
-        self.nodes.append(helper.make_node("Flatten", [pooled], [flat], axis=1, name="flatten"))
+        flat = self.op("Flatten", [self.op("GlobalAveragePool", [x])], axis=1)
         self.nodes.append(helper.make_node(
             "Gemm", [flat, self.init("fc_w", self.state["_fc.weight"].astype(np.float32)),
                      self.init("fc_b", self.state["_fc.bias"].astype(np.float32))],
             ["logits"], transB=1, name="fc"))
-        graph = helper.make_graph(
-            self.nodes, "efficientnet_lite0",
+        model = self.model(
+            "efficientnet_lite0",
             [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 3, INPUT_SIZE,
                                                                         INPUT_SIZE])],
-            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])], self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="edgeagent build_efficientnet_lite_onnx.py")
-        model.ir_version = IR_VERSION
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 1000])],
+            "edgeagent build_efficientnet_lite_onnx.py")
         onnx.checker.check_model(model)
         return model
 

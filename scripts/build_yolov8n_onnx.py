@@ -16,15 +16,17 @@ Metadata props mimic Ultralytics' (stride, task, imgsz, names) plus trained="fal
 """
 
 import argparse
+import os
 import sys
-from typing import List, Tuple
+from typing import Tuple
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
 
-OPSET = 13
-IR_VERSION = 7
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_graph import OnnxGraph  # noqa: E402  (sibling script, not a package)
+
 REG_MAX = 16
 STRIDES = (8, 16, 32)
 COCO80 = tuple(
@@ -38,28 +40,11 @@ COCO80 = tuple(
     .split(","))
 
 
-class YoloBuilder:
+class YoloBuilder(OnnxGraph):
     def __init__(self, seed: int, classes: int) -> None:
+        OnnxGraph.__init__(self)
         self.rng = np.random.default_rng(seed)
         self.classes = classes
-        self.nodes: List[onnx.NodeProto] = []
-        self.inits: List[onnx.TensorProto] = []
-        self.count = 0
-
-    def name(self, stem: str) -> str:
-        self.count += 1
-        return "%s_%d" % (stem, self.count)
-
-    def init(self, stem: str, value: np.ndarray) -> str:
-        name = self.name(stem)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: List[str], outputs: int = 1, **attrs):
-        names = [self.name(op_type.lower()) for _ in range(outputs)]
-        self.nodes.append(helper.make_node(op_type, inputs, names, name=self.name(op_type),
-                                           **attrs))
-        return names[0] if outputs == 1 else names
 
     def conv2d(self, x: str, c_in: int, c_out: int, k: int, s: int, bias: float = 0.0) -> str:
         fan_in = c_in * k * k   # He init, halved so the untrained activations stay moderate
@@ -152,14 +137,12 @@ class YoloBuilder:
         out = self.decode(raw, size)
         self.nodes.append(helper.make_node("Identity", [out], ["output0"], name="output"))
         cells = sum((size // s) ** 2 for s in STRIDES)
-        graph = helper.make_graph(
-            self.nodes, "yolov8n_untrained",
+        model = self.model(
+            "yolov8n_untrained",
             [helper.make_tensor_value_info("images", TensorProto.FLOAT, [1, 3, size, size])],
             [helper.make_tensor_value_info("output0", TensorProto.FLOAT,
-                                           [1, 4 + self.classes, cells])], self.inits)
-        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                                  producer_name="edgeagent build_yolov8n_onnx.py")
-        model.ir_version = IR_VERSION
+                                           [1, 4 + self.classes, cells])],
+            "edgeagent build_yolov8n_onnx.py")
         names = COCO80 if self.classes == 80 else tuple(str(i) for i in range(self.classes))
         helper.set_model_props(model, {
             "description": "YOLOv8n architecture with UNTRAINED random weights (layout tests only)",

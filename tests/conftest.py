@@ -15,6 +15,9 @@ from typing import Dict, List, NamedTuple, Optional
 
 import pytest
 
+from fakes.gpu import API_IDS as FAKE_TRT_API_IDS, APIS as FAKE_TRT_APIS
+from fakes.gpu import forget as forget_fake_trt, install as install_fake_trt
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
 SCRIPTS = os.path.join(ROOT, "scripts")
@@ -222,3 +225,15 @@ class SchemaValidator:
 @pytest.fixture(scope="session")
 def schema_validator() -> SchemaValidator:
     return SchemaValidator()
+
+
+# ---- fake TensorRT ------------------------------------------------------------------------
+
+@pytest.fixture(params=FAKE_TRT_APIS, ids=FAKE_TRT_API_IDS)
+def fake(request, monkeypatch):
+    """The fake tensorrt (8.x or 10.x API, one run each) and fake pycuda, installed for one
+    test: (tensorrt module, pycuda.driver module)."""
+    trt, driver = install_fake_trt(monkeypatch, request.param)
+    yield trt, driver
+    forget_fake_trt()
+

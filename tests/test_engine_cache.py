@@ -16,17 +16,9 @@ from agent import backends
 from agent.engine_build import run_build_engine
 from agent.errors import ConfigError
 from agent.trt import cache as engine_cache
-from fakes.gpu import (API_IDS, APIS, FACE_ONNX, as_unprivileged_user, face_preprocessor,
-                       forget, install, write_dynamic_onnx)
+from fakes.gpu import FACE_ONNX, as_unprivileged_user, face_preprocessor, write_dynamic_onnx
 
 WHERE = "device_profiles/test.yaml"
-
-
-@pytest.fixture(params=APIS, ids=API_IDS)
-def fake(request, monkeypatch):
-    trt, driver = install(monkeypatch, request.param)
-    yield trt, driver
-    forget()
 
 
 def options(tmp_path, **extra):

@@ -15,17 +15,9 @@ from agent.backends import tensorrt as trt_backend
 from agent.engine_build import run_build_engine
 from agent.errors import BackendUnavailable, ConfigError, ModelError
 from agent.trt.progress import BuildProgress, attach_monitor
-from fakes.gpu import (API_IDS, APIS, FACE_ONNX, expected_outputs, forget, install,
-                       write_dynamic_onnx)
+from fakes.gpu import FACE_ONNX, expected_outputs, forget, install, write_dynamic_onnx
 
 WHERE = "device_profiles/test.yaml"
-
-
-@pytest.fixture(params=APIS, ids=API_IDS)
-def fake(request, monkeypatch):
-    trt, driver = install(monkeypatch, request.param)
-    yield trt, driver
-    forget()
 
 
 def options(tmp_path, **extra):

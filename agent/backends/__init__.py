@@ -38,7 +38,7 @@ def probe(key: str) -> Optional[str]:
     try:
         return _module(key).probe()
     except BackendUnavailable as why:
-        return str(why)
+        return why.detail
 
 
 def availability() -> List[Tuple[str, Optional[str]]]:
@@ -78,15 +78,10 @@ def select(order: Sequence[str], model_for: Callable[[str], Optional[str]],
                 log.info("backend %s selected (model %s)", key, model_path)
                 return backend
             except BackendUnavailable as error:
-                why = _reason(error)
+                why = error.detail
         log.info("backend %s skipped: %s", key, why)
         reasons.append("%s: %s" % (key, why))
     raise BackendUnavailable("no backend of [%s] can run %s here (%s)" % (
         ", ".join(order), where, "; ".join(reasons)))
 
-
-def _reason(error: Exception) -> str:
-    text = str(error)
-    prefix = BackendUnavailable.kind + ": "
-    return text[len(prefix):] if text.startswith(prefix) else text
 

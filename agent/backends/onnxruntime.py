@@ -32,7 +32,7 @@ def probe() -> Optional[str]:
     try:
         _import()
     except BackendUnavailable as why:
-        return str(why).split(": ", 1)[1]
+        return why.detail
     return None
 
 

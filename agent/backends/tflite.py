@@ -48,7 +48,7 @@ def probe() -> Optional[str]:
     try:
         _load_interpreter()
     except BackendUnavailable as why:
-        return str(why).split(": ", 1)[1]
+        return why.detail
     return None
 
 

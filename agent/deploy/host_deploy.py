@@ -2,7 +2,6 @@
 roll back on failure, prune. Each step is one ssh call to remote_helper."""
 
 import logging
-import os
 import posixpath
 import time
 from dataclasses import dataclass, field
