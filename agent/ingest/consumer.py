@@ -31,6 +31,7 @@ class ConsumerSettings(NamedTuple):
     session_expiry_s: int = 7 * 24 * 3600   # the broker keeps our queue this long while we are away
     receive_maximum: int = 1000             # unacknowledged messages the broker may send us
     batch: int = 1000                       # rows per INSERT at most
+    linger_s: float = 0.02                  # after the first message, wait this long for more
     username: Optional[str] = None
     password: Optional[str] = None
     ca_file: Optional[str] = None
@@ -173,25 +174,26 @@ class Consumer:
             batch = self._next_batch()
             if batch:
                 self._write(batch)
-            if batch is None or (self._stopping.is_set() and self._queue.empty()):
+            if self._stopping.is_set() and self._queue.empty():
                 return
 
-    def _next_batch(self) -> Optional[List[Incoming]]:
-        """Blocks for the first message, then takes what is already there (no lingering: the
-        broker sends at most receive_maximum before we acknowledge)."""
-        first = self._queue.get()
-        if first is None:
-            return self._drain([])
-        return self._drain([first])
-
-    def _drain(self, batch: List[Incoming]) -> List[Incoming]:
-        while len(batch) < self.settings.batch:
+    def _next_batch(self) -> List[Incoming]:
+        """Blocks for the first message, then collects for at most linger_s or until the batch
+        is full. Never stalls: the broker may send up to receive_maximum unacknowledged."""
+        batch = []  # type: List[Incoming]
+        try:
+            item = self._queue.get(timeout=0.5)
+        except queue.Empty:
+            return batch
+        deadline = time.monotonic() + self.settings.linger_s
+        while item is not None:
+            batch.append(item)
+            if len(batch) >= self.settings.batch:
+                break
             try:
-                item = self._queue.get_nowait()
+                item = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
                 break
-            if item is not None:
-                batch.append(item)
         return batch
 
     def _write(self, batch: List[Incoming]) -> None:

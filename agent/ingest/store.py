@@ -7,7 +7,7 @@ reports is exactly the rows that were new; the rest were duplicates (docs/mqtt.m
 
 import logging
 import re
-from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from ..errors import ConfigError, OutputError
 from .rows import HealthRow, ResultRow
@@ -44,17 +44,24 @@ CREATE TABLE IF NOT EXISTS {s}.health (
     PRIMARY KEY (device_id, boot_id, ts));
 """
 
+# Rows go in by COPY into a per-connection staging table, then one INSERT ... SELECT with
+# ON CONFLICT DO NOTHING (measured: 3-4x the rows/s of INSERT ... SELECT FROM unnest(jsonb[])).
+STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS stage_results (
+    device_id text, boot_id text, seq bigint, ts timestamptz, pipeline text, model text,
+    backend text, payload jsonb) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_health (
+    device_id text, boot_id text, ts timestamptz, state text, fps double precision,
+    outbox_pending bigint, outbox_dropped bigint, payload jsonb) ON COMMIT DELETE ROWS;
+"""
+COPY_RESULTS = "COPY stage_results FROM STDIN"
+COPY_HEALTH = "COPY stage_health FROM STDIN"
 INSERT_RESULTS = """
 INSERT INTO {s}.results (device_id, boot_id, seq, ts, pipeline, model, backend, payload)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::bigint[], %s::timestamptz[], %s::text[],
-                     %s::text[], %s::text[], %s::jsonb[])
-ON CONFLICT DO NOTHING"""
-
+SELECT * FROM stage_results ON CONFLICT DO NOTHING"""
 INSERT_HEALTH = """
 INSERT INTO {s}.health (device_id, boot_id, ts, state, fps, outbox_pending, outbox_dropped, payload)
-SELECT * FROM unnest(%s::text[], %s::text[], %s::timestamptz[], %s::text[], %s::float8[],
-                     %s::bigint[], %s::bigint[], %s::jsonb[])
-ON CONFLICT DO NOTHING"""
+SELECT * FROM stage_health ON CONFLICT DO NOTHING"""
 
 # per device: distinct seqs received, first and last, and the holes between first and last
 GAPS = """
@@ -99,6 +106,8 @@ class Store:
     def connect(self) -> "Store":
         try:
             self.conn = self.psycopg.connect(self.dsn, connect_timeout=10)
+            with self.conn.transaction():
+                self.conn.execute(STAGING)
         except self.psycopg.Error as why:
             raise OutputError("cannot connect to PostgreSQL (%s): %s" % (
                 _safe_dsn(self.dsn), str(why).strip().splitlines()[0]))
@@ -121,11 +130,14 @@ class Store:
             raise self.psycopg.OperationalError("not connected")
         inserted = 0
         with self.conn.transaction(), self.conn.cursor() as cur:
-            if results:
-                cur.execute(self._sql(INSERT_RESULTS), _columns(results, 8))
-                inserted += cur.rowcount
-            if health:
-                cur.execute(self._sql(INSERT_HEALTH), _columns(health, 8))
+            for rows, copy, insert in ((results, COPY_RESULTS, INSERT_RESULTS),
+                                       (health, COPY_HEALTH, INSERT_HEALTH)):
+                if not rows:
+                    continue
+                with cur.copy(copy) as stage:
+                    for row in rows:
+                        stage.write_row(row)
+                cur.execute(self._sql(insert))
                 inserted += cur.rowcount
         return inserted
 
@@ -167,10 +179,6 @@ def _format(sql, text: str, schema: str):
         pieces.append(sql.Identifier(schema))
         pieces.append(sql.SQL(part))
     return sql.Composed(pieces)
-
-
-def _columns(rows: Sequence[NamedTuple], width: int) -> List[list]:
-    return [list(col) for col in zip(*rows)] if rows else [[] for _ in range(width)]
 
 
 def _safe_dsn(dsn: str) -> str:
