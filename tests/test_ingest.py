@@ -282,3 +282,44 @@ def test_ingest_without_a_broker_says_so_in_one_line(tmp_path, schema):
     assert lines == ["edgeagent ingest: output error: cannot reach broker 127.0.0.1:%d "
                      "([Errno 111] Connection refused)" % port], run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_the_real_agents_results_and_health_are_stored_once_each(tmp_path, schema, sample_video):
+    # given a broker, one consumer, and the real agent on the 60-frame sample video with
+    # health every 0.5 s (today's agent may not send boot_id yet: stored as '')
+    with Broker(tmp_path / "broker") as broker:
+        consumer = IngestProcess(tmp_path, broker.port, schema, "ingest-real")
+        try:
+            assert consumer.wait_log("subscribed to"), consumer.log()
+            config = tmp_path / "config.yaml"
+            config.write_text("\n".join([
+                "device: {id: real-cam}", "pipeline: face-detect", "backend: onnxruntime",
+                "state_dir: %s" % (tmp_path / "state"), "camera: {loop: true}",
+                "mqtt: {host: 127.0.0.1, port: %d, keepalive_s: 5}" % broker.port,
+                "health: {interval_s: 0.5}", "log: {level: info}"]) + "\n")
+            # when it runs (printing what it stored in its outbox) until health is stored too
+            agent = subprocess.Popen(agent_command(["run", "--config", config, "--source",
+                                                    "file://" + sample_video, "--print"]),
+                                     cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, universal_newlines=True)
+            try:
+                assert wait_rows(schema, "health", 2, timeout_s=120) >= 2
+            finally:
+                agent.send_signal(signal.SIGTERM)
+                out, err = agent.communicate(timeout=60)
+            assert agent.returncode == 0, err
+            printed = [json.loads(line) for line in out.splitlines()]
+            assert printed
+            # then every result it sent is one row, keyed as the contract says
+            assert wait_rows(schema, "results", len(printed)) == len(printed)
+            summary = consumer.stop()
+        finally:
+            consumer.kill()
+    rows = query("SELECT device_id, boot_id, seq, payload FROM %s.results ORDER BY seq" % schema)
+    assert [(d, s) for d, _, s, _ in rows] == [("real-cam", p["seq"]) for p in printed]
+    assert {b for _, b, _, _ in rows} == {printed[0].get("boot_id", "")}
+    assert [p for _, _, _, p in rows] == printed
+    assert summary["total"]["rejected"] == 0
+    # and its health samples, one row each
+    health_rows = query("SELECT device_id, boot_id, state FROM %s.health" % schema)
+    assert len(health_rows) >= 2 and {d for d, _, _ in health_rows} == {"real-cam"}
