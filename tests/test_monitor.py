@@ -3,7 +3,6 @@ the real command against a real Mosquitto: --json, --once, and the live screen i
 (refreshed in place, offline and stale devices marked, clean exit on Ctrl-C)."""
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -12,7 +11,8 @@ import uuid
 
 import pytest
 
-from agent.monitor import DeviceView, format_table
+from agent.monitor import DeviceView
+from agent.monitor_screen import format_table
 from broker import Broker, free_port, paho_client
 from conftest import agent_command, agent_env, ROOT
 
