@@ -184,10 +184,10 @@ def run(args) -> int:
     monitor = FleetMonitor(args.host, args.port, args.prefix, args.stale_after)
     try:
         if not monitor.start():
-            raise OutputError("monitor: broker %s:%d did not accept the subscription within 5 s"
+            raise OutputError("broker %s:%d did not accept the subscription within 5 s"
                               % (args.host, args.port))
     except OSError as why:
-        raise OutputError("monitor: cannot reach broker %s:%d (%s)" % (args.host, args.port, why))
+        raise OutputError("cannot reach broker %s:%d (%s)" % (args.host, args.port, why))
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
