@@ -235,11 +235,12 @@ def test_three_consumers_through_a_broker_restart_store_each_message_exactly_onc
 
 
 def test_gaps_are_listed_and_counted(tmp_path, schema):
-    # given one consumer and a device whose outbox dropped seqs 4-5 and 9 (plus a redelivery)
+    # given one process with two consumers, and a device whose outbox dropped seqs 4-5 and 9
+    # (plus a redelivery)
     with Broker(tmp_path / "broker") as broker:
-        consumer = IngestProcess(tmp_path, broker.port, schema, "ingest-gaps")
+        consumer = IngestProcess(tmp_path, broker.port, schema, "ingest-gaps", ["--consumers", "2"])
         try:
-            assert consumer.wait_log("subscribed to"), consumer.log()
+            assert consumer.wait_log("subscribed to", count=2), consumer.log()
             boot = boot_id()
             publisher = Publisher(broker.port)
             publisher.send([("edgeagent/cam-9/results", result("cam-9", boot, s))
@@ -249,7 +250,8 @@ def test_gaps_are_listed_and_counted(tmp_path, schema):
             summary = consumer.stop()
         finally:
             consumer.kill()
-    assert summary["total"]["duplicates"] == 1
+    assert [c["client_id"] for c in summary["consumers"]] == ["ingest-gaps-1", "ingest-gaps-2"]
+    assert summary["total"]["duplicates"] == 1 and summary["total"]["inserted"] == 7
     # when the gaps are asked for
     run = subprocess.run(agent_command(["ingest", "gaps", "--dsn", DSN, "--schema", schema]),
                          cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
@@ -259,6 +261,32 @@ def test_gaps_are_listed_and_counted(tmp_path, schema):
     header, line = run.stdout.strip().splitlines()
     assert header.split() == ["device", "rows", "first_seq", "last_seq", "missing", "gaps"]
     assert line.split() == ["cam-9", "7", "1", "10", "3", "4-5,", "9"]
+
+
+def test_a_lost_database_connection_is_retried_and_nothing_is_lost(tmp_path, schema):
+    # given one consumer that has stored 100 results
+    with Broker(tmp_path / "broker") as broker:
+        consumer = IngestProcess(tmp_path, broker.port, schema, "ingest-db-" + schema[-6:])
+        try:
+            assert consumer.wait_log("subscribed to"), consumer.log()
+            boot = boot_id()
+            publisher = Publisher(broker.port)
+            publisher.send([("edgeagent/cam-5/results", result("cam-5", boot, s)) for s in range(1, 101)])
+            assert wait_rows(schema, "results", 100) == 100
+            # when PostgreSQL drops its connection, and 100 more results arrive
+            killed = query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = %s", "ingest-db-" + schema[-6:])
+            assert killed == [(True,)]
+            publisher.send([("edgeagent/cam-5/results", result("cam-5", boot, s)) for s in range(101, 201)])
+            publisher.close()
+            # then it reconnects and stores them all, once
+            assert wait_rows(schema, "results", 200) == 200
+            assert consumer.wait_log("retrying in"), consumer.log()
+            summary = consumer.stop()
+        finally:
+            consumer.kill()
+    assert summary["total"]["inserted"] == 200
+    assert query("SELECT count(DISTINCT seq), min(seq), max(seq) FROM %s.results" % schema) == [(200, 1, 200)]
 
 
 def test_gaps_on_a_schema_never_ingested_says_so_in_one_line(schema):

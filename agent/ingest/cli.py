@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
         host=args.host, port=args.port, prefix=args.prefix, group=args.group, client_id=name,
         session_expiry_s=args.session_expiry, receive_maximum=args.receive_maximum,
         batch=args.batch, username=args.username, password=password, ca_file=args.ca_file),
-        Store(args.dsn, args.schema)) for name in names]
+        Store(args.dsn, args.schema, name)) for name in names]
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stop.set())

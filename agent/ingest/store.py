@@ -97,15 +97,17 @@ def check_schema_name(name: str) -> str:
 class Store:
     """One PostgreSQL connection. Not thread-safe: one per writer thread."""
 
-    def __init__(self, dsn: str, schema: str = "edgeagent") -> None:
+    def __init__(self, dsn: str, schema: str = "edgeagent", name: str = "edgeagent-ingest") -> None:
         self.psycopg = _psycopg()
         self.schema = check_schema_name(schema)
         self.dsn = dsn
+        self.name = name                # application_name: who is who in pg_stat_activity
         self.conn = None
 
     def connect(self) -> "Store":
         try:
-            self.conn = self.psycopg.connect(self.dsn, connect_timeout=10)
+            self.conn = self.psycopg.connect(self.dsn, connect_timeout=10,
+                                             application_name=self.name[:63])
             with self.conn.transaction():
                 self.conn.execute(STAGING)
         except self.psycopg.Error as why:
