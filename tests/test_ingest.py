@@ -16,7 +16,7 @@ import psycopg
 import pytest
 
 from agent.ingest.rows import HealthRow, Rejected, ResultRow, to_row
-from broker import Broker, paho_client
+from broker import add_password, Broker, free_port, paho_client
 from conftest import agent_command, agent_env, ROOT
 
 DSN = os.environ.get("EDGEAGENT_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
@@ -299,7 +299,6 @@ def test_gaps_on_a_schema_never_ingested_says_so_in_one_line(schema):
 
 
 def test_ingest_without_a_broker_says_so_in_one_line(tmp_path, schema):
-    from broker import free_port
     port = free_port()
     run = subprocess.run(agent_command(["ingest", "run", "--dsn", DSN, "--schema", schema,
                                         "--host", "127.0.0.1", "--port", port]),
@@ -351,3 +350,38 @@ def test_the_real_agents_results_and_health_are_stored_once_each(tmp_path, schem
     # and its health samples, one row each
     health_rows = query("SELECT device_id, boot_id, state FROM %s.health" % schema)
     assert len(health_rows) >= 2 and {d for d, _, _ in health_rows} == {"real-cam"}
+
+
+def test_ingest_without_its_database_says_so_in_one_line(tmp_path):
+    with Broker(tmp_path / "broker") as broker:
+        run = subprocess.run(agent_command(["ingest", "run", "--dsn",
+                                            "host=127.0.0.1 port=1 dbname=test user=postgres",
+                                            "--host", "127.0.0.1", "--port", broker.port]),
+                             cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert run.returncode == 6
+    lines = [l for l in run.stderr.strip().splitlines() if "edgeagent ingest:" in l]
+    assert len(lines) == 1 and lines[0].startswith(
+        "edgeagent ingest: output error: cannot connect to PostgreSQL "
+        "(host=127.0.0.1 port=1 dbname=test user=postgres): "), run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def test_a_broker_refusing_the_consumer_ends_it_with_one_line(tmp_path, schema):
+    # given a broker that wants a password, and a consumer that has none
+    passwd = str(tmp_path / "passwd")
+    add_password(passwd, "someone", "secret")
+    port = free_port()
+    listener = "listener %d 127.0.0.1\nallow_anonymous false\npassword_file %s" % (port, passwd)
+    with Broker(tmp_path / "broker", port=port, listener_conf=listener) as broker:
+        run = subprocess.run(agent_command(["ingest", "run", "--dsn", DSN, "--schema", schema,
+                                            "--host", "127.0.0.1", "--port", broker.port,
+                                            "--report-every", "0.2"]),
+                             cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    # then it stops with exit 6 and the broker's reason
+    assert run.returncode == 6, run.stderr
+    last = run.stderr.strip().splitlines()[-1]
+    assert last == ("edgeagent ingest: output error: broker 127.0.0.1:%d refused the connection: "
+                    "Not authorized" % port), run.stderr
+    assert "Traceback" not in run.stderr
