@@ -80,7 +80,6 @@ class Consumer:
         self._queue = queue.Queue()     # type: queue.Queue
         self._gen_lock = threading.Lock()
         self._generation = 0
-        self._subscribed = threading.Event()
         self._stopping = threading.Event()
         self._writer = threading.Thread(target=self._write_loop, name="ingest-writer-" + settings.client_id,
                                         daemon=True)
@@ -114,9 +113,6 @@ class Consumer:
                 self.settings.host, self.settings.port, why))
         self._writer.start()
         self.client.loop_start()
-
-    def wait_subscribed(self, timeout_s: float) -> bool:
-        return self._subscribed.wait(timeout_s)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Take no new messages, commit and acknowledge what is queued, then disconnect. What
@@ -159,7 +155,6 @@ class Consumer:
             return
         log.info("ingest %s: subscribed to %s", self.settings.client_id,
                  " and ".join(self.settings.filters()))
-        self._subscribed.set()
 
     def _on_message(self, client, userdata, message) -> None:
         if self._stopping.is_set():
