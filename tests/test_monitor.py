@@ -115,7 +115,7 @@ def monitor(port, *extra):
 
 def test_json_rows_count_gaps_and_drop_duplicates_from_a_real_broker(tmp_path):
     # given a broker, a device whose retained status is online, and the monitor writing JSON
-    with Broker(tmp_path).start() as broker:
+    with Broker(tmp_path) as broker:
         publish_all(broker.port, [("edgeagent/cam-1/status", {"state": "online",
                                    "pipeline": "face-detect", "backend": "tflite"}, True)])
         proc = monitor(broker.port, "--json", "--interval", "0.2")
@@ -143,7 +143,7 @@ def test_json_rows_count_gaps_and_drop_duplicates_from_a_real_broker(tmp_path):
 
 
 def test_once_prints_one_table_of_the_retained_state_and_exits(tmp_path):
-    with Broker(tmp_path).start() as broker:
+    with Broker(tmp_path) as broker:
         publish_all(broker.port, [("edgeagent/cam-7/status", {"state": "offline", "ts": TS_NOW,
                                    "pipeline": "face-detect", "backend": "onnxruntime"}, True)])
         run = subprocess.run(agent_command(["monitor", "--host", "127.0.0.1", "--port",
@@ -213,7 +213,7 @@ def rows_by_device(screen):
 def test_live_view_in_tmux_refreshes_in_place_marks_offline_and_stale_and_quits_on_ctrl_c(tmp_path):
     # given a broker with three devices: cam-1 live, cam-2 gone offline (its last health is
     # retained), cam-3 online but about to fall silent
-    with Broker(tmp_path).start() as broker:
+    with Broker(tmp_path) as broker:
         now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
         publish_all(broker.port, [
             ("edgeagent/cam-1/status", {"state": "online", "ts": now, "pipeline": "face-detect",
