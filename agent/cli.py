@@ -80,6 +80,9 @@ def _add_workstation_commands(sub) -> None:
     from . import monitor
     monitor.add_arguments(sub.add_parser("monitor", help="watch devices' status, health and "
                                                         "results over MQTT"))
+    from .ingest import cli as ingest_cli
+    ingest_cli.add_arguments(sub.add_parser("ingest", help="results and health from MQTT into "
+                                                           "PostgreSQL (shared subscriptions)"))
 
 
 def cmd_run(args) -> int:
@@ -156,6 +159,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         command = deploy_cli.run
     elif args.command == "monitor":
         from .monitor import run as command
+    elif args.command == "ingest":
+        from .ingest.cli import run as command
     else:
         command = COMMANDS[args.command]
     try:

@@ -1,19 +1,103 @@
-"""`edgeagent monitor` against a real mosquitto: retained status, health, and the seq stream
-with duplicates dropped and gaps counted."""
+"""`edgeagent monitor`: the per-device view (state, staleness, health columns) as values, and
+the real command against a real Mosquitto: --json, --once, and the live screen in tmux
+(refreshed in place, offline and stale devices marked, clean exit on Ctrl-C)."""
 
 import json
-import os
+import shutil
 import subprocess
 import sys
 import time
+import uuid
 
-from broker import Broker, paho_client
+import pytest
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from agent.monitor import DeviceView
+from agent.monitor_screen import format_table
+from broker import Broker, free_port, paho_client
+from conftest import agent_command, agent_env, ROOT
 
+NOW = 1796000000.0          # a fixed "now" for the value tests (epoch seconds)
+TS_NOW = "2026-12-01T08:53:20.000Z"   # NOW as the contract writes it
+
+
+def ts(offset_s):
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(NOW + offset_s)) + ".000Z"
+
+
+def health(state="running", offset_s=0.0):
+    return {"schema": "edgeagent/health/1", "device_id": "cam-1", "ts": ts(offset_s),
+            "state": state, "fps": {"captured": 15.0, "processed": 14.5, "dropped": 0.5},
+            "latency_ms": {"preprocess": {"p50": 1.1, "p95": 1.9}, "infer": {"p50": 8.2, "p95": 9.7},
+                           "postprocess": {"p50": 0.3, "p95": 0.5}},
+            "camera": {"state": "running", "reconnects": 0, "stalls": 0},
+            "outbox": {"pending": 3, "dropped": 0, "bytes": 900},
+            "system": {"mem_used_mb": 100, "mem_total_mb": 1000, "temps_c": {"cpu": 51.4, "gpu": 48.0}}}
+
+
+def result(seq, device="cam-1"):
+    return {"schema": "edgeagent/result/1", "device_id": device, "boot_id": "d" * 32, "seq": seq,
+            "timing_ms": {"preprocess": 1.0, "infer": 8.0, "postprocess": 0.2, "total": 9.2},
+            "detections": [{"label": "face", "class_id": 0, "score": 0.9, "box": [1, 2, 3, 4]}]}
+
+
+# ---- the view, as values ------------------------------------------------------------------
+
+def view_with(status_state, health_age_s, retained=False):
+    view = DeviceView("cam-1")
+    view.on_message("status", {"state": status_state, "ts": ts(-100), "pipeline": "face-detect",
+                               "backend": "tflite"}, True, NOW - 100)
+    view.on_message("health", health(offset_s=-health_age_s), retained, NOW - health_age_s)
+    return view
+
+
+@pytest.mark.parametrize("status_state, health_age_s, retained, state, fps", [
+    ("online", 2, False, "running", 14.5),      # fresh health: shown
+    ("online", 45, False, "stale", None),       # silent past --stale-after: marked, health hidden
+    ("online", 45, True, "stale", None),        # a retained old health is old, not new
+    ("offline", 2, False, "offline", None),     # the last will: marked, health hidden
+    ("stopped", 2, False, "stopped", None),
+])
+def test_offline_and_stale_devices_are_marked_and_show_no_old_health(
+        status_state, health_age_s, retained, state, fps):
+    # given a device's status and a health sample health_age_s old
+    view = view_with(status_state, health_age_s, retained)
+    # when its row is built with --stale-after 30, the monitor having run for a minute
+    row = view.row(NOW, NOW - 60, 30.0)
+    # then
+    assert (row["state"], row["fps"], row["marked"]) == (state, fps, state not in ("running",))
+    if fps is None:
+        assert row["p95_ms"] == {} and row["temps_c"] == {} and row["outbox_pending"] is None
+    assert row["last_seen_s"] == pytest.approx(health_age_s, abs=0.01)
+
+
+def test_a_device_online_when_the_monitor_starts_is_not_stale_before_it_could_report():
+    # given a retained online status from an hour ago and no health yet, the monitor just started
+    view = DeviceView("cam-1")
+    view.on_message("status", {"state": "online", "ts": ts(-3600)}, True, NOW)
+    # then it is online, not stale, until --stale-after has passed since the monitor started
+    assert view.row(NOW, NOW - 5, 30.0)["state"] == "online"
+    assert view.row(NOW, NOW - 31, 30.0)["state"] == "stale"
+
+
+def test_the_table_has_whole_headers_stage_p95_temperatures_and_outbox():
+    view = view_with("online", 2)
+    for seq in (1, 2, 2, 5):
+        view.on_message("results", result(seq), False, NOW - 1)
+    row = view.row(NOW, NOW - 60, 30.0)
+    assert (row["results"], row["duplicates"], row["gaps"], row["infer_ms"]) == (3, 1, 2, 8.2)
+    header, line = format_table([row]).splitlines()
+    assert header.split("  ")[0] == "DEVICE"
+    for title in ("STATE", "INFER ms", "P95 pre/inf/post ms", "TEMP °C", "OUTBOX pend/drop",
+                  "LAST SEEN"):
+        assert title in header
+    for cell in ("running", "14.5", "8.2", "1.9/9.7/0.5", "cpu 51 gpu 48", "3/0", "1s ago"):
+        assert cell in line, (cell, line)
+
+
+# ---- the real command ---------------------------------------------------------------------
 
 def publish_all(port, messages):
-    client = paho_client("test-device-sim", clean_session=True)
+    client = paho_client("test-device-sim-" + uuid.uuid4().hex[:6], clean_session=True)
     client.connect("127.0.0.1", port)
     client.loop_start()
     for topic, payload, retain in messages:
@@ -22,44 +106,165 @@ def publish_all(port, messages):
     client.disconnect()
 
 
-def result(seq):
-    return {"schema": "edgeagent/result/1", "device_id": "cam-1", "seq": seq,
-            "detections": [{"label": "face", "class_id": 0, "score": 0.9, "box": [1, 2, 3, 4]}]}
+def monitor(port, *extra):
+    return subprocess.Popen(agent_command(["monitor", "--host", "127.0.0.1", "--port", port] +
+                                          list(extra)),
+                            cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, universal_newlines=True)
 
 
-def test_monitor_counts_gaps_and_drops_duplicates_from_a_real_broker(tmp_path):
-    # given a broker, and a device whose retained status is online
-    with Broker(tmp_path).start() as broker:
+def test_json_rows_count_gaps_and_drop_duplicates_from_a_real_broker(tmp_path):
+    # given a broker, a device whose retained status is online, and the monitor writing JSON
+    with Broker(tmp_path) as broker:
         publish_all(broker.port, [("edgeagent/cam-1/status", {"state": "online",
                                    "pipeline": "face-detect", "backend": "tflite"}, True)])
-        monitor = subprocess.Popen(
-            [sys.executable, "-m", "agent", "monitor", "--host", "127.0.0.1", "--port",
-             str(broker.port), "--duration", "3", "--json"], cwd=REPO,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-        time.sleep(1.5)
-        # when results 1..3, a redelivered 3, then 6 (4 and 5 lost) and a health arrive
-        publish_all(broker.port, [("edgeagent/cam-1/results", result(s), False)
-                                  for s in (1, 2, 3, 3, 6)] +
-                    [("edgeagent/cam-1/health", {"state": "running", "fps": {"processed": 14.5},
-                                                 "outbox": {"pending": 0}}, False)])
-        out, err = monitor.communicate(timeout=20)
-    # then the monitor shows the device with 4 results, 1 duplicate and a gap of 2
-    assert monitor.returncode == 0, err
-    (row,) = json.loads(out)
-    assert row["device"] == "cam-1" and row["state"] == "online" and row["backend"] == "tflite"
+        proc = monitor(broker.port, "--json", "--interval", "0.2")
+        try:
+            first = json.loads(proc.stdout.readline())       # it is subscribed once it writes
+            assert [r["device"] for r in first] in ([], ["cam-1"])
+            # when results 1..3, a redelivered 3, then 6 (4 and 5 lost) and a health arrive
+            publish_all(broker.port, [("edgeagent/cam-1/results", result(s), False)
+                                      for s in (1, 2, 3, 3, 6)] +
+                        [("edgeagent/cam-1/health", dict(health(), ts=time.strftime(
+                            "%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())), False)])
+            deadline = time.monotonic() + 20
+            row = {}
+            while time.monotonic() < deadline and (row.get("last_seq") != 6 or row.get("fps") is None):
+                rows = json.loads(proc.stdout.readline())
+                row = rows[0] if rows else {}
+        finally:
+            proc.send_signal(2)                                # Ctrl-C
+            out, err = proc.communicate(timeout=20)
+    # then the device shows 4 results, 1 duplicate and a gap of 2, its health, and exit is clean
     assert (row["results"], row["duplicates"], row["gaps"], row["last_seq"]) == (4, 1, 2, 6)
-    assert row["fps"] == 14.5 and row["last_labels"] == ["face"]
+    assert row["state"] == "running" and row["backend"] == "tflite" and row["fps"] == 14.5
+    assert row["last_labels"] == ["face"]
+    assert proc.returncode == 0 and "Traceback" not in err, err
 
 
-def test_monitor_without_a_broker_says_so_in_one_line(tmp_path):
+def test_once_prints_one_table_of_the_retained_state_and_exits(tmp_path):
+    with Broker(tmp_path) as broker:
+        publish_all(broker.port, [("edgeagent/cam-7/status", {"state": "offline", "ts": TS_NOW,
+                                   "pipeline": "face-detect", "backend": "onnxruntime"}, True)])
+        run = subprocess.run(agent_command(["monitor", "--host", "127.0.0.1", "--port",
+                                            broker.port, "--once", "--wait", "1"]),
+                             cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.strip().splitlines()
+    assert lines[0].startswith("edgeagent monitor ") and "1 device, 1 offline or stale" in lines[0]
+    assert lines[2].split()[0] == "DEVICE" and lines[3].split()[:2] == ["cam-7", "OFFLINE"]
+
+
+def test_monitor_without_a_broker_says_so_in_one_line():
     # given no broker on the port
-    from broker import free_port
     port = free_port()
     # when the monitor starts
-    proc = subprocess.run([sys.executable, "-m", "agent", "monitor", "--host", "127.0.0.1",
-                           "--port", str(port), "--duration", "1"], cwd=REPO,
+    proc = subprocess.run(agent_command(["monitor", "--host", "127.0.0.1", "--port", port,
+                                         "--once"]), cwd=ROOT, env=agent_env(),
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
     # then it exits non-zero with one clear line and no traceback
-    assert proc.returncode != 0
+    assert proc.returncode == 6
     assert "cannot reach broker 127.0.0.1:%d" % port in proc.stderr
     assert "Traceback" not in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+
+
+# ---- the live screen, in tmux -------------------------------------------------------------
+
+class Tmux:
+    """A private tmux server (its own socket) running one command in a 200x30 pane."""
+
+    def __init__(self, command):
+        self.socket = "edgeagent-test-" + uuid.uuid4().hex[:8]
+        self.tmux("new-session", "-d", "-s", "t", "-x", "200", "-y", "30",
+                  "-e", "PYTHONPATH=" + agent_env()["PYTHONPATH"], " ".join(command))
+        self.tmux("set-option", "-t", "t", "remain-on-exit", "on")
+
+    def tmux(self, *args):
+        return subprocess.run(["tmux", "-L", self.socket] + list(args), stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, universal_newlines=True, check=True).stdout
+
+    def screen(self):
+        """The visible pane and its scroll-back: a redraw in place leaves no history."""
+        return self.tmux("capture-pane", "-p", "-S", "-", "-t", "t")
+
+    def wait_screen(self, predicate, timeout_s=20):
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            text = self.screen()
+            if predicate(text):
+                return text
+            time.sleep(0.1)
+        raise AssertionError("tmux screen never matched:\n" + self.screen())
+
+    def pane(self, fmt):
+        return self.tmux("display-message", "-p", "-t", "t", fmt).strip()
+
+    def close(self):
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+
+
+def rows_by_device(screen):
+    return {line.split()[0]: line for line in screen.splitlines() if line.startswith("cam-")}
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux missing: apt install tmux (.ci/run does)")
+def test_live_view_in_tmux_refreshes_in_place_marks_offline_and_stale_and_quits_on_ctrl_c(tmp_path):
+    # given a broker with three devices: cam-1 live, cam-2 gone offline (its last health is
+    # retained), cam-3 online but about to fall silent
+    with Broker(tmp_path) as broker:
+        now = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+        publish_all(broker.port, [
+            ("edgeagent/cam-1/status", {"state": "online", "ts": now, "pipeline": "face-detect",
+                                        "backend": "tflite"}, True),
+            ("edgeagent/cam-2/status", {"state": "offline", "ts": now, "pipeline": "face-detect",
+                                        "backend": "onnxruntime"}, True),
+            ("edgeagent/cam-2/health", dict(health(), device_id="cam-2", ts=now), True),
+            ("edgeagent/cam-3/status", {"state": "online", "ts": now, "pipeline": "yolov8n",
+                                        "backend": "onnxruntime"}, True)])
+        command = [sys.executable, "-m", "agent", "monitor", "--host", "127.0.0.1", "--port",
+                   str(broker.port), "--interval", "0.3", "--stale-after", "3"]
+        tmux = Tmux(command)
+        try:
+            # when cam-1 and cam-3 report health, and only cam-1 keeps reporting
+            def beat(devices):
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+                publish_all(broker.port, [("edgeagent/%s/health" % d, dict(health(), device_id=d,
+                                           ts=stamp), False) for d in devices])
+            tmux.wait_screen(lambda s: "cam-3" in s)
+            beat(["cam-1", "cam-3"])
+            screen = tmux.wait_screen(lambda s: "14.5" in rows_by_device(s).get("cam-3", ""))
+            deadline = time.monotonic() + 30
+            while "STALE" not in rows_by_device(screen).get("cam-3", "") and time.monotonic() < deadline:
+                beat(["cam-1"])
+                time.sleep(0.5)
+                screen = tmux.screen()
+            # then one screen, redrawn in place: the header once, each device once
+            assert screen.count("edgeagent monitor ") == 1, screen
+            rows = rows_by_device(screen)
+            assert sorted(rows) == ["cam-1", "cam-2", "cam-3"] and screen.count("cam-1 ") == 1
+            # cam-1 is current: state, fps, inference ms, stage p95, temperatures, outbox, last seen
+            cam1 = rows["cam-1"].split()
+            assert cam1[1:4] == ["running", "face-detect", "tflite"], screen
+            assert cam1[4:7] == ["14.5", "8.2", "1.9/9.7/0.5"]
+            assert cam1[7:11] == ["cpu", "51", "gpu", "48"] and cam1[11] == "3/0", screen
+            assert rows["cam-1"].endswith("s ago")
+            # cam-2 is OFFLINE and its retained health is not shown as current
+            assert rows["cam-2"].split()[1:7] == ["OFFLINE", "face-detect", "onnxruntime", "-", "-", "-"]
+            # cam-3 went silent: STALE, its old health hidden
+            assert rows["cam-3"].split()[1:7] == ["STALE", "yolov8n", "onnxruntime", "-", "-", "-"]
+            assert "2 offline or stale" in screen
+            # when Ctrl-C is pressed
+            tmux.tmux("send-keys", "-t", "t", "C-c")
+            deadline = time.monotonic() + 20
+            while tmux.pane("#{pane_dead}") != "1" and time.monotonic() < deadline:
+                time.sleep(0.1)
+            # then it exits 0 at once, without a traceback, leaving the last table on screen
+            assert tmux.pane("#{pane_dead}") == "1"
+            assert tmux.pane("#{pane_dead_status}") == "0"
+            final = tmux.screen()
+            assert "Traceback" not in final and "KeyboardInterrupt" not in final
+            assert "cam-1" in final
+        finally:
+            tmux.close()
