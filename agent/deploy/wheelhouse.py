@@ -13,7 +13,7 @@ machine), plus a pip that can read manylinux2014 wheels (pip 9.0.1, Ubuntu 18.04
   the device. None has: NoWheelError, before anything is uploaded.
 
 Pure-Python requirements published only as sdists (paho-mqtt 1.6.1, the last for Python 3.6)
-are built into py3-none-any wheels here. Results are cached under ~/.cache/edgeagent/wheelhouses
+are built into py3-none-any wheels here. Results ("no wheel" for a day) are cached under ~/.cache/edgeagent/wheelhouses
 (or $EDGEAGENT_WHEELHOUSE_CACHE) by everything that decides them, so the second deploy of the
 same kind of device resolves nothing.
 """
@@ -52,6 +52,7 @@ BOOTSTRAP_PIP_DEFAULT = "pip==24.3.1"
 # profile backend key -> agent extra whose wheels provide it; None: the system provides it
 BACKEND_EXTRAS = {"onnxruntime": "onnx", "tflite": "tflite", "tensorrt": None}
 SYSTEM_ON_JETSON = ("tensorrt", "pycuda", "opencv")
+NEGATIVE_TTL_S = 24 * 3600
 FORMAT = 1   # bump when the layout of a cached wheelhouse changes
 
 
@@ -197,6 +198,9 @@ class WheelhouseResolver:
                 result = _read_result(folder)
                 if result is not None and result.get("ok"):
                     return folder, result["pip"], True
+                # "no wheel" is remembered for a day: the index may publish one later
+                if result is not None and time.time() - result.get("at", 0) < NEGATIVE_TTL_S:
+                    return None
                 return self._download(target, extras, folder)
 
     def _download(self, target: Target, extras: Tuple[str, ...], folder: str
@@ -208,19 +212,22 @@ class WheelhouseResolver:
         work = tempfile.mkdtemp(prefix=".new-", dir=self.cache)
         try:
             ok, why = self._download_into(work, target, wanted + [pip_req])
-            if not ok:
-                # not cached: the index may publish the wheel tomorrow
+            info = {"ok": ok, "requirements": wanted, "target": target.describe(),
+                    "extras": list(extras), "at": time.time()}
+            if ok:
+                info["pip"] = next(f for f in os.listdir(work)
+                                   if f.startswith("pip-") and f.endswith(".whl"))
+            else:
                 log.info("wheelhouse: %s", why)
-                return None
-            pip_wheel = next(f for f in os.listdir(work)
-                             if f.startswith("pip-") and f.endswith(".whl"))
-            _write_result(work, {"ok": True, "pip": pip_wheel, "requirements": wanted,
-                                 "target": target.describe(), "extras": list(extras)})
+                info["why"] = why
+                for name in os.listdir(work):
+                    os.unlink(os.path.join(work, name))
+            _write_result(work, info)
             shutil.rmtree(folder, ignore_errors=True)
             os.rename(work, folder)
         finally:
             shutil.rmtree(work, ignore_errors=True)
-        return folder, pip_wheel, False
+        return (folder, info["pip"], False) if ok else None
 
     def _download_into(self, folder: str, target: Target, wanted: List[str]) -> Tuple[bool, str]:
         """pip download; a requirement with no wheel but a pure-Python sdist gets a built one."""
