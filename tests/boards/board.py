@@ -66,6 +66,14 @@ case "$1" in
     echo $! > "$PID" ;;
   stop) stop ;;
   is-active) if alive; then echo active; else echo failed; exit 3; fi ;;
+  is-failed) if alive; then echo active; exit 1; else echo failed; fi ;;
+  show)
+    if alive; then
+      printf 'ActiveState=active\nSubState=running\nMainPID=%s\nResult=success\n' "$(cat "$PID")"
+    else
+      printf 'ActiveState=failed\nSubState=failed\nMainPID=0\nResult=exit-code\n'
+    fi
+    echo "NRestarts=0" ;;
 esac
 exit 0
 """
