@@ -13,7 +13,7 @@ import pytest
 
 from agent.deploy import remote_helper
 from agent.deploy.artifacts import (Hasher, _copy_checkout, build_wheel, make_bundle,
-                                    plan_release)
+                                    plan_release, profile_backends)
 from agent.deploy.inventory import parse_host_spec
 from agent.deploy.wheelhouse import NoWheelError, Target, WheelhouseResolver, requirements_for
 
@@ -71,6 +71,22 @@ def _plan(tmp_path, config_text, dep_text="dep-1"):
     staging = tmp_path / "staging"
     staging.mkdir(exist_ok=True)
     return plan_release(host, bundle, False, str(staging), hasher, ("onnx",))
+
+
+@pytest.mark.parametrize("config,profile,probe,expected", [
+    ("{}", None, {"jetson": True, "arch": "aarch64"}, ("tensorrt", "onnxruntime", "tflite")),
+    ("{}", None, {"jetson": False, "arch": "aarch64"}, ("tflite", "onnxruntime")),
+    ("{}", "raspberrypi-4", {"jetson": False, "arch": "aarch64"}, ("tflite", "onnxruntime")),
+    ("backend: onnxruntime\n", "raspberrypi-4", {"jetson": False, "arch": "aarch64"},
+     ("onnxruntime",)),
+])
+def test_wheelhouse_backends_follow_the_config_then_the_profile(tmp_path, config, profile, probe,
+                                                                expected):
+    defaults = {"config": _write(tmp_path / "base.yaml", config)}
+    if profile:
+        defaults["profile"] = profile
+    host = parse_host_spec("root@127.0.0.1:22", defaults)
+    assert profile_backends(host, probe) == expected
 
 
 def test_config_change_makes_a_new_release_on_the_same_venv(tmp_path):

@@ -293,9 +293,13 @@ def for_device(bundle: Bundle, host: Host, probe: Mapping[str, Any],
 
 
 def profile_backends(host: Host, probe: Mapping[str, Any]) -> Tuple[str, ...]:
-    """The backends the device's profile tries, in order: the host's profile, else what a
-    board of its kind lists (Jetson: TensorRT first; else the generic profile of its CPU)."""
+    """The backends the device will try, in order: the one its config forces (`backend:`),
+    else its profile's list: the host's profile, else what a board of its kind lists (Jetson:
+    TensorRT first; else the generic profile of its CPU)."""
     from ..profiles import load_profile
+    forced = render_config(host, host.remote_root).get("backend")
+    if isinstance(forced, str) and forced:
+        return (forced,)
     if host.profile:
         return load_profile(host.profile).backends
     if probe.get("jetson"):
