@@ -109,6 +109,11 @@ def _pip(*args: str) -> None:
 def jetpack_python() -> str:
     """JetPack 4.6's system python3: a copy of pyenv's 3.6.15 whose pip is 9.0.1 and whose
     site-packages hold the system numpy and cv2. Cached; returns bin/python3.6."""
+    with pi_root.cache_lock("jetpack46-python"):
+        return _jetpack_python()
+
+
+def _jetpack_python() -> str:
     folder = os.path.join(pi_root.CACHE, "jetpack46-python-%s" % _key(JETPACK_RECIPE))
     python = os.path.join(folder, "bin", "python3.6")
     if os.path.isfile(os.path.join(folder, "COMPLETE")):

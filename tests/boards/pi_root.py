@@ -43,9 +43,30 @@ def ensure_binfmt() -> None:
         f.write(line)
 
 
+class cache_lock:
+    """An exclusive flock on CACHE/.lock-<name>: parallel CI jobs build each cache entry once."""
+
+    def __init__(self, name: str) -> None:
+        os.makedirs(CACHE, exist_ok=True)
+        self.file = open(os.path.join(CACHE, ".lock-" + name), "w")
+
+    def __enter__(self) -> "cache_lock":
+        import fcntl
+        fcntl.flock(self.file, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.file.close()
+
+
 def ensure_root(log=sys.stderr) -> str:
     """The cached root for RECIPE, built when absent (2-7 minutes). Returns its path."""
     ensure_binfmt()
+    with cache_lock("pi-bookworm"):
+        return _ensure_root(log)
+
+
+def _ensure_root(log) -> str:
     root = root_path()
     if os.path.isfile(os.path.join(os.path.dirname(root), "COMPLETE")):
         return root
