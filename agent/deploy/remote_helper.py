@@ -243,15 +243,15 @@ def share_installed_files(p, venv):
             if os.path.islink(path) or os.path.getsize(path) < 4096:
                 continue
             stored = os.path.join(store, sha256_of(path))
-            if not os.path.exists(stored):
-                os.link(path, stored)
-                continue
             try:
+                if not os.path.exists(stored):
+                    os.link(path, stored)
+                    continue
                 tmp = path + ".ea-link"
                 os.link(stored, tmp)
                 os.rename(tmp, path)
             except OSError:
-                pass      # another file system or link limit: keep the copy
+                return    # another file system or link limit: the venv keeps its own copies
 
 
 def drop_unused_venvs(p, keep):
