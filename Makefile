@@ -1,5 +1,6 @@
 # make demo   - venv, install, run the face detector on a sample video, show what MQTT received
 # make test   - venv, install, models, vermin, the full test suite (3.11) + device-side suite (3.8)
+#               + emulated boards (make test-boards)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,7 +9,7 @@ PY38 ?= $(or $(shell ls $$HOME/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | 
 VENV38 ?= .venv38
 STAMP := $(VENV)/.installed
 
-.PHONY: venv models demo test test-py311 test-py38 vermin bench clean
+.PHONY: venv models demo test test-py311 test-py38 test-boards vermin bench clean
 
 venv: $(STAMP)
 
@@ -29,7 +30,7 @@ vermin: venv
 	$(VENV)/bin/vermin -q --no-tips --violations -t=3.6- --eval-annotations --exclude-regex 'agent/deploy/' agent
 
 test-py311: venv models vermin
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --ignore-glob="tests/test_board_*"
 
 $(VENV38)/.installed: requirements/py38-device.txt
 	test -n "$(PY38)" || { echo "python3.8 not found (pyenv install 3.8)"; exit 1; }
@@ -45,9 +46,16 @@ $(VENV38)/.installed: requirements/py38-device.txt
 test-py38: $(VENV38)/.installed models
 	$(VENV38)/bin/python -m pytest -q -p no:cacheprovider \
 		--ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shipped.py \
-		--ignore=tests/test_packaging.py --ignore=tests/test_ingest.py
+		--ignore=tests/test_packaging.py --ignore=tests/test_ingest.py --ignore-glob="tests/test_board_*"
 
-test: test-py311 test-py38
+# Emulated boards (root): a JetPack 4.6 Nano (Python 3.6.15, pip 9.0.1) and a Pi OS Bookworm arm64
+# userland under qemu-user, each deployed with `edgeagent deploy --wheelhouse auto` and running
+# face-detect into a test Mosquitto. Slow parts are cached under /var/cache/edgeagent-ci/.
+test-boards: venv models
+	PYTHONPATH=$(CURDIR) $(PY) -m pytest -q -s -p no:cacheprovider tests/test_board_jetpack46.py \
+		tests/test_board_pi_bookworm.py
+
+test: test-py311 test-py38 test-boards
 
 bench: venv models
 	$(PY) benchmarks/bench_preprocess.py

@@ -249,8 +249,9 @@ def test_deploy_with_wheelhouse_into_an_isolated_venv(server, known_hosts, tmp_p
     venv_python = root / "opt" / "edgeagent" / "current" / "venv" / "bin" / "python"
     where = subprocess.run([str(venv_python), "-c", "import numpy; print(numpy.__file__)"],
                            stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
-    releases = os.path.realpath(str(root / "opt" / "edgeagent" / "releases"))
-    assert os.path.realpath(where.strip()).startswith(releases)
+    # (the release's venv is shared by releases with the same dependencies: opt/edgeagent/venvs)
+    venvs = os.path.realpath(str(root / "opt" / "edgeagent" / "venvs"))
+    assert os.path.realpath(where.strip()).startswith(venvs)
     assert any(u.startswith("wheels/numpy-") for u in report["hosts"][0]["uploaded"])
 
 

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 # Wheels built from the same checkout are byte-identical (zip timestamps pinned), so an
 # unchanged agent gives the same release hash and is not uploaded again.
 _REPRODUCIBLE_EPOCH = "315532800"
+WHEEL_CACHE_ENV = "EDGEAGENT_WHEEL_CACHE"
+AUTO = "auto"    # --wheelhouse auto: resolve the dependency wheels per device
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class Bundle:
     wheel: Artifact
     deps: Tuple[Artifact, ...]
     unit: Optional[Artifact]
+    # --wheelhouse auto: resolves deps per device (agent.deploy.wheelhouse)
+    resolver: Optional[Any] = None
+    extras: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,7 @@ class ReleasePlan:
     credentials: Tuple[Artifact, ...]
     wheel: str
     site_packages: bool
+    venv_key: str = ""      # what the venv depends on: releases that differ in config share it
 
 
 class Hasher:
@@ -78,9 +84,16 @@ class Hasher:
 
 
 def build_wheel(repo_root: str, out_dir: str) -> str:
-    """`pip wheel --no-deps` of a clean copy of the checkout (no stale build/ leftovers)."""
+    """`pip wheel --no-deps` of a clean copy of the checkout (no stale build/ leftovers), built
+    once per source hash: an unchanged checkout reuses the cached wheel."""
+    os.makedirs(out_dir, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="edgeagent-src-") as src:
         _copy_checkout(repo_root, src)
+        cached = os.path.join(wheel_cache_root(), source_hash(src))
+        found = _one_wheel(cached) if os.path.isdir(cached) else None
+        if found:
+            log.info("wheel: %s unchanged since its last build (cached)", os.path.basename(found))
+            return _link_or_copy(found, out_dir)
         env = dict(os.environ, SOURCE_DATE_EPOCH=_REPRODUCIBLE_EPOCH)
         done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                                "--disable-pip-version-check", "-w", out_dir, src],
@@ -88,10 +101,57 @@ def build_wheel(repo_root: str, out_dir: str) -> str:
                               universal_newlines=True)
     if done.returncode != 0:
         raise DeployError("building the wheel from %s failed: %s" % (repo_root, done.stdout[-1500:]))
-    wheels = [f for f in os.listdir(out_dir) if f.startswith("edgeagent-") and f.endswith(".whl")]
-    if len(wheels) != 1:
-        raise DeployError("expected one edgeagent wheel in %s, found %s" % (out_dir, wheels))
-    return os.path.join(out_dir, wheels[0])
+    wheel = _one_wheel(out_dir)
+    if wheel is None:
+        raise DeployError("expected one edgeagent wheel in %s, found %s" % (out_dir,
+                                                                          os.listdir(out_dir)))
+    try:
+        tmp = tempfile.mkdtemp(prefix=".new-", dir=_made(wheel_cache_root()))
+        shutil.copy2(wheel, tmp)
+        os.rename(tmp, cached)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)   # a parallel deploy stored it first
+    return wheel
+
+
+def wheel_cache_root() -> str:
+    return os.environ.get(WHEEL_CACHE_ENV) or os.path.join(
+        os.path.expanduser("~"), ".cache", "edgeagent", "agent-wheels")
+
+
+def source_hash(tree: str) -> str:
+    """sha256 over every file's path, mode bit x and content, in path order."""
+    h = hashlib.sha256()
+    for base, dirs, files in sorted(os.walk(tree)):
+        dirs.sort()
+        for name in sorted(files):
+            path = os.path.join(base, name)
+            h.update(os.path.relpath(path, tree).encode() + b"\0")
+            h.update(b"x" if os.access(path, os.X_OK) else b"-")
+            with open(path, "rb") as f:
+                h.update(hashlib.sha256(f.read()).digest())
+        h.update(os.path.relpath(base, tree).encode() + b"/\0")   # empty folders count
+    h.update(sys.version.split()[0].encode())   # the build backend runs on this Python
+    return h.hexdigest()[:24]
+
+
+def _one_wheel(folder: str) -> Optional[str]:
+    wheels = [f for f in os.listdir(folder) if f.startswith("edgeagent-") and f.endswith(".whl")]
+    return os.path.join(folder, wheels[0]) if len(wheels) == 1 else None
+
+
+def _made(folder: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    return folder
+
+
+def _link_or_copy(source: str, out_dir: str) -> str:
+    dest = os.path.join(out_dir, os.path.basename(source))
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+    return dest
 
 
 def _copy_checkout(repo_root: str, dest: str) -> None:
@@ -124,14 +184,19 @@ def make_bundle(wheel: str, wheelhouse: Optional[str], unit: Optional[str], serv
         raise ConfigError("--wheel %s: not a wheel file name (name-version-py-abi-platform.whl)"
                           % wheel)
     deps = []  # type: List[Artifact]
-    if wheelhouse:
+    if wheelhouse and wheelhouse != AUTO:
         if not os.path.isdir(wheelhouse):
             raise ConfigError("--wheelhouse %s: no such folder" % wheelhouse)
         deps = [hasher.artifact("wheels/" + f, os.path.join(wheelhouse, f))
                 for f in sorted(os.listdir(wheelhouse))
                 if f.endswith(".whl") and not f.startswith("edgeagent-")]
     unit_artifact = hasher.artifact("systemd/%s.service" % service, unit) if unit else None
-    return Bundle(parts[1], hasher.artifact("wheels/" + name, wheel), tuple(deps), unit_artifact)
+    resolver = None
+    if wheelhouse == AUTO:
+        from .wheelhouse import WheelhouseResolver
+        resolver = WheelhouseResolver(wheel)
+    return Bundle(parts[1], hasher.artifact("wheels/" + name, wheel), tuple(deps), unit_artifact,
+                  resolver)
 
 
 def render_config(host: Host, remote_root: str) -> Dict[str, Any]:
@@ -195,4 +260,51 @@ def plan_release(host: Host, bundle: Bundle, site_packages: bool, staging: str,
                           [[c.dest, c.sha256] for c in creds] + [site_packages, sorted(extras)])
     name = "%s-%s" % (bundle.version, hashlib.sha256(identity.encode()).hexdigest()[:10])
     return ReleasePlan(name, tuple(files), creds, os.path.basename(bundle.wheel.dest),
-                       site_packages)
+                       site_packages, venv_key(bundle, site_packages, extras))
+
+
+def venv_key(bundle: Bundle, site_packages: bool, extras: Tuple[str, ...]) -> str:
+    """The wheels, extras and site-packages choice: all a venv is made of (the device adds its
+    interpreter). Config, pipeline, models and credentials stay out."""
+    identity = json.dumps([bundle.wheel.sha256, sorted(d.sha256 for d in bundle.deps),
+                           site_packages, sorted(extras)])
+    return hashlib.sha256(identity.encode()).hexdigest()[:16]
+
+
+def for_device(bundle: Bundle, host: Host, probe: Mapping[str, Any],
+               extras: Tuple[str, ...]) -> Tuple[Bundle, Tuple[str, ...]]:
+    """The bundle and extras for one device: as given, or with the wheelhouse resolved for the
+    device's Python, platform and profile (--wheelhouse auto)."""
+    if bundle.resolver is None:
+        return bundle, extras
+    from .wheelhouse import Target
+    target = Target.from_probe(probe)
+    resolved = bundle.resolver.resolve(target, profile_backends(host, probe))
+    log.info("%s: wheelhouse %s for %s: backend %s, extras %s (%.1f s%s)", host.name,
+             os.path.basename(resolved.folder), target.describe(),
+             resolved.backend or "from the system", ",".join(resolved.extras) or "none",
+             resolved.seconds, ", cached" if resolved.cached else "")
+    hasher = Hasher()
+    deps = tuple(hasher.artifact("wheels/" + f, os.path.join(resolved.folder, f))
+                 for f in sorted(os.listdir(resolved.folder))
+                 if f.endswith(".whl") and not f.startswith("edgeagent-"))
+    merged = tuple(sorted(set(extras) | set(resolved.extras)))
+    return Bundle(bundle.version, bundle.wheel, deps, bundle.unit, None, merged), merged
+
+
+def profile_backends(host: Host, probe: Mapping[str, Any]) -> Tuple[str, ...]:
+    """The backends the device will try, in order: the one its config forces (`backend:`),
+    else its profile's list: the host's profile, else what a board of its kind lists (Jetson:
+    TensorRT first; else the generic profile of its CPU)."""
+    from ..profiles import load_profile
+    forced = render_config(host, host.remote_root).get("backend")
+    if isinstance(forced, str) and forced:
+        return (forced,)
+    if host.profile:
+        return load_profile(host.profile).backends
+    if probe.get("jetson"):
+        return load_profile("jetson-nano").backends
+    try:
+        return load_profile("generic-%s" % probe["arch"]).backends
+    except ConfigError:
+        return ("onnxruntime", "tflite")

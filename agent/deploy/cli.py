@@ -40,7 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--report-json", metavar="FILE", help="write per-host results as JSON")
     g = p.add_argument_group("what to install")
     g.add_argument("--wheel", metavar="FILE", help="agent wheel (default: build from this checkout)")
-    g.add_argument("--wheelhouse", metavar="DIR", help="dependency wheels to upload (offline pip)")
+    g.add_argument("--wheelhouse", metavar="DIR|auto",
+                   help="dependency wheels to upload (offline pip); auto: resolve them per "
+                        "device for its Python, platform and profile (docs/deploy.md)")
     g.add_argument("--site-packages", choices=("auto", "yes", "no"), default="auto",
                    help="venv --system-site-packages (auto: on Jetson, or without --wheelhouse)")
     g.add_argument("--extras", metavar="A,B", default="",

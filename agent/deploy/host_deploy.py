@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from .artifacts import Bundle, Hasher, ReleasePlan, plan_release
+from .artifacts import Bundle, Hasher, ReleasePlan, for_device, plan_release
 from .errors import DeployError, HostKeyError
 from .health import HealthSettings, MqttStatusWatch, wait_healthy
 from .inventory import Host
@@ -112,9 +112,9 @@ class HostDeploy:
 
     def _deploy(self) -> HostResult:
         probe = self.probe()
-        site = use_site_packages(self.opts.site_packages, probe, self.bundle)
-        plan = plan_release(self.host, self.bundle, site, self.staging, self.hasher,
-                            self.opts.extras)
+        bundle, extras = for_device(self.bundle, self.host, probe, self.opts.extras)
+        site = use_site_packages(self.opts.site_packages, probe, bundle)
+        plan = plan_release(self.host, bundle, site, self.staging, self.hasher, extras)
         self.new = plan.name
         missing, present = _split_by_cache(plan, set(probe["cache"]))
         sent = tuple(f.dest for f in missing)
@@ -129,7 +129,8 @@ class HostDeploy:
         common = self.helper_args()
         installed = self.ssh.helper("install", dict(common, release=plan.name, wheel=plan.wheel,
                                                     site_packages=site,
-                                                    extras=list(self.opts.extras),
+                                                    extras=list(extras),
+                                                    venv_key=plan.venv_key,
                                                     system_pip=probe["has_pip"],
                                                     files=_describe(plan.files),
                                                     credentials=_describe(plan.credentials)))

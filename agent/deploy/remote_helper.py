@@ -111,7 +111,7 @@ def op_probe(args):
         has_venv = False
     return {"python": list(sys.version_info[:3]), "python_path": sys.executable,
             "arch": platform.machine(), "hostname": platform.node(), "euid": os.geteuid(),
-            "has_pip": has_pip, "has_venv": has_venv,
+            "has_pip": has_pip, "has_venv": has_venv, "libc": libc_version(),
             "jetson": os.path.exists(os.path.join(args["root"], "etc", "nv_tegra_release")),
             "current": current_release(p), "releases": completed_releases(p),
             "cache": [c for c in cache if len(c) == 64]}
@@ -157,27 +157,121 @@ def place(p, digest, dest):
     os.chmod(dest, 0o644)
 
 
+def libc_version():
+    """["glibc", "2.27"] as the C library reports itself (what decides manylinux wheels)."""
+    try:
+        name, _, version = os.confstr("CS_GNU_LIBC_VERSION").partition(" ")
+        return [name, version]
+    except (AttributeError, ValueError, OSError):
+        return list(platform.libc_ver())
+
+
 def make_venv(release, args):
-    venv = os.path.join(release, "venv")
+    """The release's venv: shared by every release with the same dependencies (the key the
+    workstation derives from the wheels, extras and interpreter), so a config-only change
+    reuses it. release/venv is a relative link to R/opt/edgeagent/venvs/<key>."""
+    p = paths(args["root"])
+    # the same wheels under another interpreter are another venv
+    key = hashlib.sha256(json.dumps([args.get("venv_key") or args["release"], sys.executable,
+                                     sys.version]).encode()).hexdigest()[:16]
+    folder = os.path.join(p["base"], "venvs", key)
+    link = os.path.join(release, "venv")
+    reused = os.path.isfile(os.path.join(folder, "COMPLETE"))
+    if not reused:
+        build_venv(folder, release, args)
+        share_installed_files(p, folder)
+    os.symlink(os.path.relpath(folder, release), link)
+    drop_unused_venvs(p, keep=key)
+    return reused
+
+
+def build_venv(folder, release, args):
+    """python -m venv at its final path (scripts carry it), a pip that reads manylinux2014
+    wheels, then the agent from the release's wheels only (the device needs no internet)."""
+    if os.path.lexists(folder):
+        shutil.rmtree(folder)     # left by an interrupted install (no COMPLETE)
+    os.makedirs(os.path.dirname(folder), exist_ok=True)
+    wheels = os.path.join(release, "wheels")
+    pip_wheel = bootstrap_pip_wheel(wheels)
     argv = [sys.executable, "-m", "venv"]
     if args["site_packages"]:
         argv.append("--system-site-packages")
-    # With system site-packages the system pip can install into the venv: skipping ensurepip
-    # saves seconds per device.
-    if args["site_packages"] and args["system_pip"]:
+    # A pushed pip replaces ensurepip's; with system site-packages and no pushed pip the system
+    # pip installs into the venv: skipping ensurepip saves seconds per device.
+    if pip_wheel or (args["site_packages"] and args["system_pip"]):
         argv.append("--without-pip")
-    code, out = run(argv + [venv])
+    code, out = run(argv + [folder])
     if code != 0:
         raise Failure("python -m venv failed: %s" % out.strip()[-800:])
-    wheels = os.path.join(release, "wheels")
+    python = os.path.join(folder, "bin", "python")
+    offline = ["--no-index", "--no-cache-dir", "--disable-pip-version-check", "--find-links",
+               wheels]
+    if pip_wheel:
+        # pip runs from its own wheel file (zipimport) to install itself: the device's pip
+        # (9.0.1 on JetPack 4.6) never has to read the manylinux wheels.
+        code, out = run([python, os.path.join(pip_wheel, "pip"), "install", "-q"] + offline +
+                        ["--no-deps", pip_wheel])
+        if code != 0:
+            raise Failure("bootstrapping %s into the venv failed: %s"
+                          % (os.path.basename(pip_wheel), out.strip()[-1500:]))
     extras = "[%s]" % ",".join(args["extras"]) if args.get("extras") else ""
-    code, out = run([os.path.join(venv, "bin", "python"), "-m", "pip", "install", "--no-index",
-                     "--no-cache-dir", "--disable-pip-version-check", "--find-links", wheels,
-                     os.path.join(wheels, args["wheel"]) + extras])
+    code, out = run([python, "-m", "pip", "install"] + offline +
+                    [os.path.join(wheels, args["wheel"]) + extras])
     if code != 0:
         raise Failure("pip install (offline, from %s) failed; missing dependency wheels go in "
-                      "--wheelhouse, or install them system-wide and use --site-packages yes: %s"
-                      % (wheels, out.strip()[-1500:]))
+                      "--wheelhouse (or --wheelhouse auto), or install them system-wide and use "
+                      "--site-packages yes: %s" % (wheels, out.strip()[-1500:]))
+    write_file(os.path.join(folder, "COMPLETE"), args["release"] + "\n")
+
+
+def bootstrap_pip_wheel(wheels):
+    """The pip wheel pushed with the release (--wheelhouse auto adds one), or None."""
+    found = sorted(f for f in os.listdir(wheels) if f.startswith("pip-") and f.endswith(".whl"))
+    return os.path.join(wheels, found[-1]) if found else None
+
+
+def share_installed_files(p, venv):
+    """Hard-link the venv's installed files from R/opt/edgeagent/store/<sha256>, so releases
+    with the same dependency versions share one copy (onnxruntime alone is ~100 MB). Bytecode
+    and scripts name their venv, so they stay per venv."""
+    store = os.path.join(p["base"], "store")
+    os.makedirs(store, exist_ok=True)
+    for base, dirs, files in os.walk(os.path.join(venv, "lib")):
+        dirs[:] = [d for d in dirs if d != "__pycache__"]
+        for name in files:
+            path = os.path.join(base, name)
+            if os.path.islink(path) or os.path.getsize(path) < 4096:
+                continue
+            stored = os.path.join(store, sha256_of(path))
+            try:
+                if not os.path.exists(stored):
+                    os.link(path, stored)
+                    continue
+                tmp = path + ".ea-link"
+                os.link(stored, tmp)
+                os.rename(tmp, path)
+            except OSError:
+                return    # another file system or link limit: the venv keeps its own copies
+
+
+def drop_unused_venvs(p, keep):
+    """Venvs no release links to any more (pruned releases), and store files no venv uses."""
+    venvs = os.path.join(p["base"], "venvs")
+    used = {keep}
+    if os.path.isdir(p["releases"]):
+        for name in os.listdir(p["releases"]):
+            link = os.path.join(p["releases"], name, "venv")
+            if os.path.islink(link):
+                used.add(os.path.basename(os.readlink(link)))
+    for name in os.listdir(venvs):
+        if name not in used:
+            shutil.rmtree(os.path.join(venvs, name), ignore_errors=True)
+    store = os.path.join(p["base"], "store")
+    if os.path.isdir(store):
+        for name in os.listdir(store):
+            path = os.path.join(store, name)
+            if os.stat(path).st_nlink == 1:
+                os.unlink(path)
 
 
 def detect(release):
@@ -208,14 +302,19 @@ def op_install(args):
     os.makedirs(release)
     for f in args["files"]:
         place(p, f["sha256"], os.path.join(release, f["dest"]))
-    make_venv(release, args)
+    started = time.time()
+    venv_reused = make_venv(release, args)
+    venv_seconds = round(time.time() - started, 1)
     found = detect(release)
     write_file(os.path.join(release, "release.json"), json.dumps(
         {"release": args["release"], "files": args["files"], "detect": found,
-         "credentials": args["credentials"], "site_packages": args["site_packages"]}, indent=1))
+         "credentials": args["credentials"], "site_packages": args["site_packages"],
+         "venv": os.path.basename(os.readlink(os.path.join(release, "venv"))),
+         "venv_reused": venv_reused, "venv_seconds": venv_seconds}, indent=1))
     write_file(os.path.join(release, "COMPLETE"), time.strftime("%Y-%m-%dT%H:%M:%SZ\n", time.gmtime()))
     fsync_dir(p["releases"])
-    return {"reused": False, "detect": found}
+    return {"reused": False, "detect": found, "venv_reused": venv_reused,
+            "venv_seconds": venv_seconds}
 
 
 def read_json(path):
