@@ -67,8 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detect(sub)
     _add_validate(sub)
     _add_build_engine(sub)
+    _add_model_commands(sub)
     _add_workstation_commands(sub)
     return parser
+
+
+def _add_model_commands(sub) -> None:
+    """inspect / bench: the model tools a new user needs; they run on devices too."""
+    from . import inspect_cmd
+    inspect_cmd.add_arguments(sub.add_parser(
+        "inspect", help="show a model's inputs/outputs, guess its decoder, write a pipeline"))
+
+
+def cmd_inspect(args) -> int:
+    from . import inspect_cmd
+    return inspect_cmd.run(args)
 
 
 def _add_workstation_commands(sub) -> None:
@@ -142,7 +155,7 @@ def cmd_build_engine(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
-            "build-engine": cmd_build_engine}
+            "build-engine": cmd_build_engine, "inspect": cmd_inspect}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
