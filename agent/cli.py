@@ -77,11 +77,19 @@ def _add_model_commands(sub) -> None:
     from . import inspect_cmd
     inspect_cmd.add_arguments(sub.add_parser(
         "inspect", help="show a model's inputs/outputs, guess its decoder, write a pipeline"))
+    from . import bench_cmd
+    bench_cmd.add_arguments(sub.add_parser(
+        "bench", help="measure a pipeline per backend and precision (inference, end-to-end)"))
 
 
 def cmd_inspect(args) -> int:
     from . import inspect_cmd
     return inspect_cmd.run(args)
+
+
+def cmd_bench(args) -> int:
+    from . import bench_cmd
+    return bench_cmd.run(args)
 
 
 def _add_workstation_commands(sub) -> None:
@@ -140,8 +148,9 @@ def cmd_validate(args) -> int:
         load_profile(config.profile)
     missing = [p for p in pipeline.models.values() if not os.path.isfile(p)]
     if missing:
-        raise ModelError("pipeline %s (%s): model file(s) not found: %s" % (
-            pipeline.name, pipeline.path, ", ".join(missing)))
+        from .model_sources import hint_for
+        raise ModelError("pipeline %s (%s): model file(s) not found: %s%s" % (
+            pipeline.name, pipeline.path, ", ".join(missing), hint_for(missing[0])))
     print("%s: ok (pipeline %s, device %s)" % (args.config, pipeline.name, config.device_id))
     return 0
 
@@ -155,7 +164,8 @@ def cmd_build_engine(args) -> int:
 
 
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
-            "build-engine": cmd_build_engine, "inspect": cmd_inspect}
+            "build-engine": cmd_build_engine, "inspect": cmd_inspect,
+            "bench": cmd_bench}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

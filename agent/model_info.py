@@ -106,7 +106,8 @@ def model_format(path: str) -> str:
 def read_model(path: str) -> ModelInfo:
     """Everything `inspect` shows about a model file; ModelError (one line) for a bad file."""
     if not os.path.isfile(path):
-        raise ModelError("%s: model file not found" % path)
+        from .model_sources import hint_for
+        raise ModelError("%s: model file not found%s" % (path, hint_for(path)))
     kind = model_format(path)
     size = os.path.getsize(path)
     if kind == "onnx":
