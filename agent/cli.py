@@ -80,11 +80,21 @@ def _add_model_commands(sub) -> None:
     from . import bench_cmd
     bench_cmd.add_arguments(sub.add_parser(
         "bench", help="measure a pipeline per backend and precision (inference, end-to-end)"))
+    if sys.version_info >= (3, 8):     # onnxruntime.quantization: a workstation tool
+        from . import quantize
+        quantize.add_arguments(sub.add_parser(
+            "quantize", help="INT8 (ONNX Runtime QDQ) calibrated on your images, behind an "
+                             "accuracy gate"))
 
 
 def cmd_inspect(args) -> int:
     from . import inspect_cmd
     return inspect_cmd.run(args)
+
+
+def cmd_quantize(args) -> int:
+    from . import quantize
+    return quantize.run(args)
 
 
 def cmd_bench(args) -> int:
@@ -165,7 +175,7 @@ def cmd_build_engine(args) -> int:
 
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
             "build-engine": cmd_build_engine, "inspect": cmd_inspect,
-            "bench": cmd_bench}
+            "bench": cmd_bench, "quantize": cmd_quantize}
 
 
 def main(argv: Optional[List[str]] = None) -> int:
