@@ -28,6 +28,9 @@ def _add_run(sub) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--print", dest="print_results", action="store_true",
                    help="write each result payload as one JSON line on stdout")
+    p.add_argument("--print-all", action="store_true",
+                   help="as --print, plus frames without results (marked \"published\": false, "
+                        "no seq: they are not sent)")
     p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
     p.add_argument("--state-dir", help="outbox and engine cache folder (overrides config)")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
@@ -128,9 +131,20 @@ def cmd_run(args) -> int:
     setup_logging(args.log_level or config.log_level, args.log_json or config.log_json)
     overrides = Overrides(args.pipeline, args.profile, args.backend, args.source)
     echo = _stdout_line if args.print_results else None
+    if args.print_all:
+        echo = _EveryFrame()
     service = Service(config, overrides, args.config, args.max_frames, echo)
     service.install_signal_handlers()
     return service.run()
+
+
+class _EveryFrame:
+    """The --print-all echo: the reporter sees every_frame and echoes unpublished frames too."""
+
+    every_frame = True
+
+    def __call__(self, data: bytes) -> None:
+        _stdout_line(data)
 
 
 def _stdout_line(data: bytes) -> None:
