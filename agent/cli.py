@@ -60,6 +60,8 @@ def _add_build_engine(sub) -> None:
     p.add_argument("--cache-dir", help="engine cache folder (default <state_dir>/engines)")
     p.add_argument("--calibration-dir", help="folder of real images for INT8 calibration")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid engine exists")
+    from . import trt_int8
+    trt_int8.add_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,6 +185,10 @@ def cmd_build_engine(args) -> int:
     from .logs import setup_logging
     from .build_engine_cmd import build_engine_for_pipeline
     setup_logging("info")
+    if args.precision == "int8" and args.calibration_dir:
+        from .trt_int8 import gated_int8_build
+        print(gated_int8_build(args, build_engine_for_pipeline))
+        return 0
     print(build_engine_for_pipeline(args))
     return 0
 
