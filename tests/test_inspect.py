@@ -6,7 +6,6 @@ The new user's own-model path: nudenet's trained YOLOv8n (18 classes) through
 
 import os
 
-import numpy as np
 import pytest
 
 from agent.model_guess import guess, yolo_cells
@@ -246,62 +245,3 @@ def test_reads_a_tensorrt_engine_through_the_fake_tensorrt(fake, tmp_path):
     assert [(t.name, t.shape) for t in info.outputs] == [("regressors", (1, 896, 16)),
                                                          ("classificators", (1, 896, 1))]
     assert (guess(info).decoder, guess(info).num_classes) == ("blazeface", 1)
-
-
-def constant_model(path, image_shape, outputs, layout_names=None):
-    """An ONNX model whose outputs are constants of the given shapes (its image input unused):
-    enough for inspect's shape reading, its guess and the written pipeline's decoder build."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    rng = np.random.RandomState(0)
-    nodes, infos = [], []
-    for i, shape in enumerate(outputs):
-        name = (layout_names or {}).get(i, "out%d" % i)
-        value = rng.uniform(0, 1, shape).astype(np.float32)
-        nodes.append(helper.make_node("Constant", [], [name],
-                                      value=numpy_helper.from_array(value, name + "_value")))
-        infos.append(helper.make_tensor_value_info(name, TensorProto.FLOAT, list(shape)))
-    graph = helper.make_graph(nodes, "constant", [helper.make_tensor_value_info(
-        "images", TensorProto.FLOAT, list(image_shape))], infos)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 7
-    onnx.save(model, str(path))
-    return str(path)
-
-
-@pytest.mark.parametrize("outputs, image, decoder", [
-    ([(1, 6300, 7)], (1, 3, 320, 320), "yolov5"),
-    ([(1, 10, 4), (1, 10), (1, 10), (1,)], (1, 300, 300, 3), "ssd"),
-])
-def test_written_pipelines_for_other_heads_pass_validate(run_agent, tmp_path, outputs, image,
-                                                        decoder):
-    path = constant_model(tmp_path / ("%s.onnx" % decoder), image, outputs)
-    pipeline = str(tmp_path / "p.yaml")
-    done = run_agent(["inspect", path, "--write-pipeline", pipeline])
-    assert done.returncode == 0, done.stderr
-    assert "type: %s" % decoder in open(pipeline).read()
-    checked = run_agent(["validate", "--config", write_config(tmp_path), "--pipeline", pipeline])
-    assert checked.returncode == 0, checked.stderr
-
-
-def test_unknown_heads_write_nothing_and_say_why(run_agent, tmp_path):
-    path = constant_model(tmp_path / "nms.onnx", (1, 3, 640, 640), [(1, 300, 6)])
-    out = tmp_path / "p.yaml"
-    done = run_agent(["inspect", path, "--write-pipeline", str(out)])
-    assert done.returncode == 3 and not out.exists()
-    assert "guess     none: outputs out0 [1, 300, 6] fit none of the decoders" in done.stdout
-    assert done.stderr_lines() == ["edgeagent inspect: model error: %s: no pipeline written: "
-                                   "outputs out0 [1, 300, 6] fit none of the decoders (classify, "
-                                   "yolov5, yolov8, ssd, blazeface); export the raw head without "
-                                   "NMS, or see docs/models.md" % path]
-
-
-def test_json_output(run_agent, fetched_models):
-    import json
-    done = run_agent(["inspect", model("yolov8n_nudenet_320.onnx"), "--json"])
-    assert done.returncode == 0, done.stderr
-    report = json.loads(done.stdout)
-    assert report["opset"] == 17 and report["ir_version"] == 10
-    assert report["inputs"][0]["dynamic_axes"] == {"0": "batch", "2": "height", "3": "width"}
-    assert report["guess"]["decoder"] == "yolov8" and report["guess"]["num_classes"] == 18
-    assert report["guess"]["input_size"] == [320, 320]
