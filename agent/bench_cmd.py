@@ -35,6 +35,7 @@ def add_arguments(p) -> None:
     p.add_argument("--frames", type=int, default=100, help="measured frames per row (100)")
     p.add_argument("--warmup", type=int, default=10, help="unmeasured frames first (10)")
     p.add_argument("--threads", type=int, default=0, help="runtime threads (0: runtime default)")
+    p.add_argument("--cache-dir", help="TensorRT engine cache (default: the backend's)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
 
 
@@ -145,7 +146,8 @@ def bench_row(spec: PipelineSpec, key: str, options: Dict, precision: str,
             "rss_mb": round(_rss_mb(), 1)}
 
 
-def _variants(spec: PipelineSpec, keys: Optional[List[str]], threads: int):
+def _variants(spec: PipelineSpec, keys: Optional[List[str]], threads: int,
+              cache_dir: Optional[str] = None):
     """(backend key, options, precision label) for each row this machine can run; skipped
     backends with the reason."""
     rows, skipped = [], []
@@ -159,7 +161,10 @@ def _variants(spec: PipelineSpec, keys: Optional[List[str]], threads: int):
             skipped.append((key, reason))
             continue
         if key == "tensorrt":
-            rows.extend((key, {"precision": p}, p) for p in TRT_PRECISIONS)
+            base = {"cache_dir": cache_dir} if cache_dir else {}
+            if spec.input_size:
+                base["input_size"] = [spec.input_size[1], spec.input_size[0]]
+            rows.extend((key, dict(base, precision=p), p) for p in TRT_PRECISIONS)
         else:
             options = {"threads": threads} if threads else {}
             rows.append((key, options, _model_precision(spec.model_for(key))))
@@ -188,7 +193,7 @@ def run(args) -> int:
         if missing:
             from .model_sources import missing_model_message
             raise ModelError(missing_model_message(spec.name, missing[0]))
-        variants, skipped = _variants(spec, args.backends, args.threads)
+        variants, skipped = _variants(spec, args.backends, args.threads, args.cache_dir)
         notes.extend("%s: %s skipped: %s" % (spec.name, k, why) for k, why in skipped)
         for key, options, precision in variants:
             try:

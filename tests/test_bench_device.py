@@ -21,3 +21,20 @@ def test_bench_bad_arguments_get_one_line(run_agent, tmp_path):
     empty.mkdir()
     done = run_agent(["bench", "--images", str(empty)])
     assert done.returncode == 2 and "no jpg/png/bmp files" in done.stderr
+
+
+def test_bench_rows_per_tensorrt_precision_through_the_fake(fake, tmp_path, capsys):
+    # the fake TensorRT (tests/fakes) builds and runs engines: its timings mean nothing, the
+    # rows and labels do - one per precision, on the GPU, the engine built into --cache-dir
+    import os
+    from agent.cli import main
+    trt, _ = fake
+    code = main(["bench", "--backends", "tensorrt", "--frames", "2", "--warmup", "0",
+                 "--cache-dir", str(tmp_path), "--json"])
+    assert code == 0
+    rows = json.loads(capsys.readouterr().out)["rows"]
+    assert [(r["backend"], r["precision"], r["device"]) for r in rows] == [
+        ("tensorrt", "fp16", "gpu"), ("tensorrt", "fp32", "gpu")]
+    assert trt._fake["builds"] == 2
+    assert sorted(n.split("-")[-2] for n in os.listdir(str(tmp_path)) if n.endswith(".engine")) \
+        == ["fp16", "fp32"]
