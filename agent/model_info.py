@@ -126,7 +126,10 @@ def _read_onnx(path: str, size: int) -> ModelInfo:
     try:
         session = ort.InferenceSession(path, sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as why:  # ORT raises its own exception types for bad models
-        raise ModelError("%s: onnxruntime cannot load it: %s" % (path, _first_line(why)))
+        raise ModelError("%s: onnxruntime %s cannot load it (model IR %s, opset %s): %s; "
+                         "docs/models.md lists the opset each runtime reads" % (
+                             path, ort.__version__, header.get("ir_version"),
+                             header.get("opsets", {}).get("", "?"), _first_line(why)))
 
     def info(node) -> TensorInfo:
         shape = tuple(d if isinstance(d, int) else _axis_name(d) for d in node.shape)

@@ -72,3 +72,16 @@ def test_json_output(run_agent, fetched_models):
     assert report["inputs"][0]["dynamic_axes"] == {"0": "batch", "2": "height", "3": "width"}
     assert report["guess"]["decoder"] == "yolov8" and report["guess"]["num_classes"] == 18
     assert report["guess"]["input_size"] == [320, 320]
+
+
+def test_a_model_too_new_for_the_runtime_says_its_ir_and_opset(run_agent, tmp_path):
+    import onnx
+    path = constant_model(tmp_path / "new.onnx", (1, 3, 32, 32), [(1, 10)])
+    model = onnx.load(path)
+    model.ir_version = 99          # what a future exporter might write
+    onnx.save(model, path)
+    done = run_agent(["inspect", path])
+    assert done.returncode == 3
+    (line,) = done.stderr_lines()
+    assert "cannot load it (model IR 99, opset 13)" in line
+    assert "docs/models.md lists the opset each runtime reads" in line
