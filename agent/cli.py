@@ -28,6 +28,9 @@ def _add_run(sub) -> None:
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
     p.add_argument("--print", dest="print_results", action="store_true",
                    help="write each result payload as one JSON line on stdout")
+    p.add_argument("--print-all", action="store_true",
+                   help="as --print, plus frames without results (marked \"published\": false, "
+                        "no seq: they are not sent)")
     p.add_argument("--no-mqtt", action="store_true", help="do not connect to a broker")
     p.add_argument("--state-dir", help="outbox and engine cache folder (overrides config)")
     p.add_argument("--log-json", action="store_true", help="log one JSON object per line")
@@ -57,6 +60,8 @@ def _add_build_engine(sub) -> None:
     p.add_argument("--cache-dir", help="engine cache folder (default <state_dir>/engines)")
     p.add_argument("--calibration-dir", help="folder of real images for INT8 calibration")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid engine exists")
+    from . import trt_int8
+    trt_int8.add_arguments(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,8 +72,39 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detect(sub)
     _add_validate(sub)
     _add_build_engine(sub)
+    _add_model_commands(sub)
     _add_workstation_commands(sub)
     return parser
+
+
+def _add_model_commands(sub) -> None:
+    """inspect / bench: the model tools a new user needs; they run on devices too."""
+    from . import inspect_cmd
+    inspect_cmd.add_arguments(sub.add_parser(
+        "inspect", help="show a model's inputs/outputs, guess its decoder, write a pipeline"))
+    from . import bench_cmd
+    bench_cmd.add_arguments(sub.add_parser(
+        "bench", help="measure a pipeline per backend and precision (inference, end-to-end)"))
+    if sys.version_info >= (3, 8):     # onnxruntime.quantization: a workstation tool
+        from . import quantize
+        quantize.add_arguments(sub.add_parser(
+            "quantize", help="INT8 (ONNX Runtime QDQ) calibrated on your images, behind an "
+                             "accuracy gate"))
+
+
+def cmd_inspect(args) -> int:
+    from . import inspect_cmd
+    return inspect_cmd.run(args)
+
+
+def cmd_quantize(args) -> int:
+    from . import quantize
+    return quantize.run(args)
+
+
+def cmd_bench(args) -> int:
+    from . import bench_cmd
+    return bench_cmd.run(args)
 
 
 def _add_workstation_commands(sub) -> None:
@@ -100,9 +136,20 @@ def cmd_run(args) -> int:
     setup_logging(args.log_level or config.log_level, args.log_json or config.log_json)
     overrides = Overrides(args.pipeline, args.profile, args.backend, args.source)
     echo = _stdout_line if args.print_results else None
+    if args.print_all:
+        echo = _EveryFrame()
     service = Service(config, overrides, args.config, args.max_frames, echo)
     service.install_signal_handlers()
     return service.run()
+
+
+class _EveryFrame:
+    """The --print-all echo: the reporter sees every_frame and echoes unpublished frames too."""
+
+    every_frame = True
+
+    def __call__(self, data: bytes) -> None:
+        _stdout_line(data)
 
 
 def _stdout_line(data: bytes) -> None:
@@ -130,8 +177,9 @@ def cmd_validate(args) -> int:
         load_profile(config.profile)
     missing = [p for p in pipeline.models.values() if not os.path.isfile(p)]
     if missing:
-        raise ModelError("pipeline %s (%s): model file(s) not found: %s" % (
-            pipeline.name, pipeline.path, ", ".join(missing)))
+        from .model_sources import hint_for
+        raise ModelError("pipeline %s (%s): model file(s) not found: %s%s" % (
+            pipeline.name, pipeline.path, ", ".join(missing), hint_for(missing[0])))
     print("%s: ok (pipeline %s, device %s)" % (args.config, pipeline.name, config.device_id))
     return 0
 
@@ -140,12 +188,17 @@ def cmd_build_engine(args) -> int:
     from .logs import setup_logging
     from .build_engine_cmd import build_engine_for_pipeline
     setup_logging("info")
+    if args.precision == "int8" and args.calibration_dir:
+        from .trt_int8 import gated_int8_build
+        print(gated_int8_build(args, build_engine_for_pipeline))
+        return 0
     print(build_engine_for_pipeline(args))
     return 0
 
 
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
-            "build-engine": cmd_build_engine}
+            "build-engine": cmd_build_engine, "inspect": cmd_inspect,
+            "bench": cmd_bench, "quantize": cmd_quantize}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -76,10 +76,10 @@ class Inference:
                   "postprocess": (time.monotonic() - t0) * 1000.0}
         if isinstance(found, Classifications):
             result = FrameResult(frame.index, frame.width, frame.height, frame.ts, timing,
-                                 classifications=found)
+                                 classifications=found, file=frame.file)
         else:
             result = FrameResult(frame.index, frame.width, frame.height, frame.ts, timing,
-                                 detections=found)
+                                 detections=found, file=frame.file)
         return frame, result
 
     def __call__(self, frame: Frame) -> FrameResult:

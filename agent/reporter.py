@@ -42,6 +42,7 @@ class ResultReporter:
         self._policy = policy
         self._interval_s = interval_s
         self._echo = echo
+        self._echo_all = bool(getattr(echo, "every_frame", False))
         self._last_key = None          # type: Optional[Tuple]
         self._last_ts = None           # type: Optional[float]
         self.published = 0
@@ -49,6 +50,8 @@ class ResultReporter:
     def __call__(self, result: FrameResult) -> Optional[int]:
         """Publish `result` if the policy wants it; its seq, else None."""
         if not self._wanted(result):
+            if self._echo_all:       # --print-all: unpublished frames too, marked so, no seq
+                self._echo(to_json_bytes(dict(self._base, published=False, **self._body(result))))
             return None
         body = self._body(result)
         seq = self._sink(lambda s: self._encode(body, s))
@@ -83,6 +86,8 @@ class ResultReporter:
         body = {"ts": utc_iso(result.ts), "timing_ms": timing,
                 "frame": {"index": result.frame_index, "width": result.width,
                           "height": result.height}}
+        if result.file:
+            body["frame"]["file"] = result.file
         if result.detections is not None:
             body["detections"] = result.detections.to_json()
         if result.classifications is not None:

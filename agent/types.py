@@ -34,6 +34,7 @@ class Frame:
     index: int            # 0-based number of the frame in its source
     ts: float             # capture time, seconds since the epoch (UTC)
     mono: float           # capture time on time.monotonic(), for latencies
+    file: str = ""        # the picture's file name, for sources that read files (images://)
 
     @property
     def width(self) -> int:
@@ -177,6 +178,7 @@ class FrameResult:
     timing_ms: Dict[str, float] = field(default_factory=dict)
     detections: Optional[Detections] = None
     classifications: Optional[Classifications] = None
+    file: str = ""        # Frame.file: which picture it was
 
     @property
     def has_results(self) -> bool:

@@ -107,7 +107,9 @@ def _with_cache(providers: List[str], options: Mapping) -> list:
 
 def _check_model_file(model_path: str) -> None:
     if not os.path.isfile(model_path):
-        raise ModelError("%s: model file not found; check the pipeline's models: entry" % model_path)
+        from ..model_sources import hint_for
+        raise ModelError("%s: model file not found; check the pipeline's models: entry%s" % (
+            model_path, hint_for(model_path)))
 
 
 def _first_line(error: Exception) -> str:

@@ -1,5 +1,6 @@
 """images:// sources: the pictures of one directory, in file-name order."""
 
+import dataclasses  # novm: the dataclasses backport serves 3.6
 import os
 from typing import List, Optional
 
@@ -34,7 +35,7 @@ class ImageDirSource:
         if image is None:
             raise SourceError("%s: cannot decode image %s (corrupt or not an image; remove or "
                               "re-save it)" % (self.uri, path))
-        frame = make_frame(image, self._index)
+        frame = dataclasses.replace(make_frame(image, self._index), file=os.path.basename(path))
         self._index += 1
         return frame
 
