@@ -14,7 +14,6 @@ from .config import AgentConfig
 from .errors import ConfigError, OutputError
 from .homeassistant import (OCCUPANCY_LEAF, SNAPSHOT_LEAF, Discovery, DiscoveryInput, Occupancy,
                             config_topic, discovery_payload, encode)
-from .http_endpoints import HttpApp, InferEndpoint, LatestResult, SerialBackend
 from .snapshot_policy import SnapshotOnDetection, labels_over
 
 log = logging.getLogger(__name__)
@@ -27,8 +26,8 @@ class Dashboards:
         self.config = config
         self.outputs = outputs
         self.stats = stats
-        self.latest = LatestResult()
-        self.app = None            # type: Optional[HttpApp]
+        self.latest = None         # LatestResult, with the HTTP endpoint
+        self.app = None            # HttpApp, with the HTTP endpoint
         self.server = None
         self.discovery = None      # type: Optional[Discovery]
         self.occupancy = None      # type: Optional[Occupancy]
@@ -53,8 +52,10 @@ class Dashboards:
 
     def serialise(self, backend):
         """The backend the pipeline should use: shared with /infer under one lock."""
-        return SerialBackend(backend) if self.app is not None and self.config.http.infer \
-            else backend
+        if self.app is None or not self.config.http.infer:
+            return backend
+        from .http_endpoints import SerialBackend
+        return SerialBackend(backend)
 
     def sink(self, sink):
         return self.latest.wrap(sink) if self.app is not None else sink
@@ -79,6 +80,7 @@ class Dashboards:
             sources.backend = dict(health.backend_info)
             sources.state = health.effective_state
             if self.config.http.infer:
+                from .http_endpoints import InferEndpoint
                 self.app.infer = InferEndpoint(plan, backend, self.config.device_id)
         if self._publisher is not None:
             self._start_homeassistant(plan)
@@ -101,6 +103,8 @@ class Dashboards:
             raise ConfigError("http: /metrics needs prometheus_client (%s); install it with "
                               "`pip install edgeagent[http]` or set http.enabled: false" % why)
         from .http_api import start_server
+        from .http_endpoints import HttpApp, LatestResult
+        self.latest = LatestResult()
         sources = MetricSources(self.stats)
         sources.outbox = self.outputs.stats
         sources.rejected = lambda: getattr(self._publisher, "rejected", 0)
