@@ -11,7 +11,7 @@ import time
 from typing import Callable, List, Optional
 
 from .config import AgentConfig
-from .errors import ConfigError, OutputError
+from .errors import OutputError
 from .homeassistant import (OCCUPANCY_LEAF, SNAPSHOT_LEAF, Discovery, DiscoveryInput, Occupancy,
                             config_topic, discovery_payload, encode)
 from .snapshot_policy import SnapshotOnDetection, labels_over
@@ -97,11 +97,7 @@ class Dashboards:
     # ---- parts --------------------------------------------------------------------------
     def _start_http(self) -> None:
         settings = self.config.http
-        try:
-            from .metrics import Metrics, MetricSources
-        except ImportError as why:
-            raise ConfigError("http: /metrics needs prometheus_client (%s); install it with "
-                              "`pip install edgeagent[http]` or set http.enabled: false" % why)
+        from .metrics import Metrics, MetricSources   # config checked prometheus_client is there
         from .http_api import start_server
         from .http_endpoints import HttpApp, LatestResult
         self.latest = LatestResult()

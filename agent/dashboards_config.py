@@ -1,6 +1,7 @@
 """The `homeassistant:`, `http:` and `snapshots:` config sections as frozen values (all off by
 default). Pure data: nothing here opens a socket or imports prometheus_client."""
 
+import importlib.util
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Mapping, Optional, Tuple
 
@@ -70,8 +71,13 @@ def homeassistant_settings(value: Any, path: str) -> HomeAssistantSettings:
 def http_settings(value: Any, path: str) -> HttpSettings:
     """`http:` with a port switches the endpoint on unless `enabled: false`."""
     d = _section(value, path, "http", HTTP_KEYS)
+    enabled = need_bool(d.get("enabled", "port" in d), path, "http.enabled")
+    if enabled and importlib.util.find_spec("prometheus_client") is None:
+        raise ConfigError("%s: the HTTP endpoint's /metrics needs prometheus_client, which is not "
+                          "installed: pip install 'edgeagent[http]' (or set http.enabled: false)"
+                          % where(path, "http"))
     return HttpSettings(
-        enabled=need_bool(d.get("enabled", "port" in d), path, "http.enabled"),
+        enabled=enabled,
         port=need_int(d.get("port", 8080), path, "http.port", 1, 65535),
         address=need_str(d.get("address", "127.0.0.1"), path, "http.address"),
         infer=need_bool(d.get("infer", True), path, "http.infer"),

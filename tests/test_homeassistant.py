@@ -20,8 +20,11 @@ from agent.stats import PipelineStats
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 HA_VERSION = "2025.4.4"
-HA_PYTHON = os.environ.get("EDGEAGENT_HA_PYTHON",
-                           "/var/cache/edgeagent-ci/ha-%s/bin/python" % HA_VERSION)
+# make and .ci/run set EDGEAGENT_HA_PYTHON; else the Makefile's default, else CI's cache
+HA_PYTHON = os.environ.get("EDGEAGENT_HA_PYTHON") or next(
+    (p for p in (os.path.join(os.path.dirname(HERE), ".venv-ha", "bin", "python"),
+                 "/var/cache/edgeagent-ci/ha-%s/bin/python" % HA_VERSION) if os.path.isfile(p)),
+    os.path.join(os.path.dirname(HERE), ".venv-ha", "bin", "python"))
 MQTT = MqttSettings()
 
 
@@ -52,8 +55,8 @@ def health_payload(state="running"):
 
 def ha_validate(messages):
     if not os.path.isfile(HA_PYTHON):
-        pytest.fail("Home Assistant %s venv missing at %s: build it with `.ci/ha-venv DIR` and "
-                    "set EDGEAGENT_HA_PYTHON=DIR/bin/python" % (HA_VERSION, HA_PYTHON))
+        pytest.fail("Home Assistant %s venv missing at %s: build it with `make ha-venv` (or "
+                    "`.ci/ha-venv DIR` and EDGEAGENT_HA_PYTHON=DIR/bin/python)" % (HA_VERSION, HA_PYTHON))
     proc = subprocess.run([HA_PYTHON, os.path.join(HERE, "ha_validate.py")],
                           input=json.dumps(messages).encode(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=120)

@@ -4,7 +4,6 @@ image header checks, the loopback default and the log line for any other address
 import http.client
 import json
 import logging
-import struct
 
 import cv2
 import numpy as np
