@@ -98,10 +98,21 @@ def decode_image(data: bytes) -> np.ndarray:
     if size[0] * size[1] > MAX_PIXELS or 0 in size:
         raise ApiError(413, "image of %dx%d pixels is over the %d pixel limit" % (
             size[0], size[1], MAX_PIXELS))
+    if not _complete(data):
+        raise ApiError(400, "image is truncated (no end marker)")
     image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     if image is None:
         raise ApiError(400, "image cannot be decoded (truncated or corrupt)")
     return image
+
+
+def _complete(data: bytes) -> bool:
+    """JPEG and PNG end with a marker; some OpenCV releases decode a cut file as half grey."""
+    if data[:2] == b"\xff\xd8":
+        return data.rstrip(b"\x00\r\n ")[-2:] == b"\xff\xd9"
+    if data[:4] == b"\x89PNG":
+        return b"IEND" in data[-16:]
+    return True
 
 
 class HttpApp:
