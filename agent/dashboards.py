@@ -12,8 +12,9 @@ from typing import Callable, List, Optional
 
 from .config import AgentConfig
 from .errors import OutputError
-from .homeassistant import (OCCUPANCY_LEAF, SNAPSHOT_LEAF, Discovery, DiscoveryInput, Occupancy,
+from .homeassistant import (OCCUPANCY_LEAF, SNAPSHOT_LEAF, Discovery, DiscoveryInput,
                             config_topic, discovery_payload, encode)
+from .occupancy import Occupancy
 from .snapshot_policy import SnapshotOnDetection, labels_over
 
 log = logging.getLogger(__name__)
@@ -135,8 +136,9 @@ class Dashboards:
     def _start_homeassistant(self, plan) -> None:
         ha, config = self.config.homeassistant, self.config
         labels = ha.occupancy_labels(plan.pipeline.labels) if ha.discovery else ()
+        device = config.device_id
         info = DiscoveryInput(
-            device_id=config.device_id, topic=lambda leaf: config.mqtt.topic(config.device_id, leaf),
+            device_id=device, topic=lambda leaf: config.mqtt.topic(device, leaf),
             settings=ha, board=plan.device.model, profile=plan.profile.name, labels=labels,
             temperatures=_temperature_names(plan.profile), commands=config.commands_enabled,
             health_interval_s=config.health.interval_s)
@@ -144,7 +146,7 @@ class Dashboards:
         if self.discovery is not None:          # a reload: new pipeline, maybe new labels
             self.discovery.update(payload)
         else:
-            self.discovery = Discovery(self._publisher, ha, config_topic(ha.prefix, config.device_id),
+            self.discovery = Discovery(self._publisher, ha, config_topic(ha.prefix, device),
                                        payload, config.state_dir).start()
         if labels and self.occupancy is None:
             self.occupancy = Occupancy(labels, ha.occupancy_hold_s, config.health.interval_s)

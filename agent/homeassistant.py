@@ -18,7 +18,7 @@ import random
 import re
 import threading
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from . import __version__
 from .dashboards_config import HomeAssistantSettings
@@ -137,13 +137,12 @@ def _health_sensors(info: DiscoveryInput) -> List[Tuple[str, str, Dict[str, obje
                            "value_json.system.get('temps_c', {}) else None }}" % (
                                json.dumps(name), json.dumps(name)))))
     sensors += [
-        ("outbox_pending", "Outbox pending", dict(diag, unit_of_measurement="messages",
-                                                  icon="mdi:tray-full",
-                                                  value_template="{{ value_json.outbox.pending }}")),
-        ("outbox_dropped", "Outbox dropped", dict(diag, state_class="total_increasing",
-                                                  unit_of_measurement="messages",
-                                                  icon="mdi:tray-remove",
-                                                  value_template="{{ value_json.outbox.dropped }}")),
+        ("outbox_pending", "Outbox pending", dict(
+            diag, unit_of_measurement="messages", icon="mdi:tray-full",
+            value_template="{{ value_json.outbox.pending }}")),
+        ("outbox_dropped", "Outbox dropped", dict(
+            diag, state_class="total_increasing", unit_of_measurement="messages",
+            icon="mdi:tray-remove", value_template="{{ value_json.outbox.dropped }}")),
     ]
     return sensors
 
@@ -184,6 +183,8 @@ class Discovery:
         if previous is not None and (not self.settings.discovery or previous != self.topic):
             log.info("homeassistant: removing the discovery config at %s", previous)
             self._queue(previous, b"")
+        if not self.settings.discovery and not self._due:
+            return self           # nothing published before, nothing to do: no thread
         if self.settings.discovery:
             self._queue(self.topic, self.payload)
             status = "%s/status" % self.settings.prefix
@@ -260,47 +261,3 @@ class Discovery:
             os.replace(tmp, self._marker)
         except (IOError, OSError) as why:
             log.warning("homeassistant: cannot record %s: %s", self._marker, why)
-
-
-def occupancy_payload(states: Dict[str, bool]) -> bytes:
-    return json.dumps(states, sort_keys=True, separators=(",", ":")).encode("utf-8")
-
-
-class Occupancy:
-    """Per-label presence: a label is detected while a frame showed it within hold_s.
-
-    observe() runs on the pipeline's output thread for every processed frame; poll() on the
-    dashboards' ticker returns the payload to publish when a state changed or refresh_s passed."""
-
-    def __init__(self, labels: Sequence[str], hold_s: float, refresh_s: float) -> None:
-        self.labels = tuple(labels)
-        self.hold_s = hold_s
-        self.refresh_s = refresh_s
-        self._seen = {}          # type: Dict[str, float]   label -> monotonic time last seen
-        self._sent = None        # type: Optional[Dict[str, bool]]
-        self._sent_at = None     # type: Optional[float]
-        self._lock = threading.Lock()
-
-    def observe(self, labels_in_frame: Sequence[str], mono: float) -> None:
-        present = set(labels_in_frame)
-        with self._lock:
-            for label in self.labels:
-                if label in present:
-                    self._seen[label] = mono
-
-    def states(self, now: float) -> Dict[str, bool]:
-        with self._lock:
-            return {label: label in self._seen and now - self._seen[label] <= self.hold_s
-                    for label in self.labels}
-
-    def poll(self, now: float) -> Optional[bytes]:
-        states = self.states(now)
-        if states == self._sent and self._sent_at is not None and \
-                now - self._sent_at < self.refresh_s:
-            return None
-        self._sent, self._sent_at = states, now
-        return occupancy_payload(states)
-
-    def unsent(self) -> None:
-        """The last poll's payload did not go out (offline): the next poll sends it again."""
-        self._sent_at = None

@@ -41,9 +41,10 @@ class SnapshotOnDetection:
         """Publish a snapshot if this frame shows a label that is due; the labels it was for."""
         now = self._clock()
         wanted = set(self.settings.labels)
+        every = self.settings.min_interval_s
         due = sorted({label for label in labels_over(result, self.settings.min_score)
                       if label in wanted and (label not in self._last or
-                                              now - self._last[label] >= self.settings.min_interval_s)})
+                                              now - self._last[label] >= every)})
         if not due:
             return None
         jpeg = encode_jpeg(annotate(frame.image, result), self.settings.quality)

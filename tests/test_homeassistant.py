@@ -12,8 +12,9 @@ import pytest
 
 from agent.dashboards_config import HomeAssistantSettings
 from agent.health import HealthMonitor
-from agent.homeassistant import (Discovery, DiscoveryInput, Occupancy, config_topic,
-                                 discovery_payload, encode, node_id, occupancy_payload)
+from agent.homeassistant import (Discovery, DiscoveryInput, config_topic, discovery_payload,
+                                 encode, node_id)
+from agent.occupancy import Occupancy, occupancy_payload
 from agent.mqtt.settings import MqttSettings
 from agent.reporter import status_payload
 from agent.stats import PipelineStats
@@ -31,8 +32,9 @@ MQTT = MqttSettings()
 def info(device_id="nano-01", commands=True, labels=("face",), temperatures=("cpu", "gpu"),
          prefix="homeassistant", interval_s=10.0):
     return DiscoveryInput(device_id, lambda leaf: MQTT.topic(device_id, leaf),
-                          HomeAssistantSettings(discovery=True, prefix=prefix), "NVIDIA Jetson Nano",
-                          "jetson-nano", tuple(labels), tuple(temperatures), commands, interval_s)
+                          HomeAssistantSettings(discovery=True, prefix=prefix),
+                          "NVIDIA Jetson Nano", "jetson-nano", tuple(labels),
+                          tuple(temperatures), commands, interval_s)
 
 
 class _Sensors:
@@ -56,7 +58,8 @@ def health_payload(state="running"):
 def ha_validate(messages):
     if not os.path.isfile(HA_PYTHON):
         pytest.fail("Home Assistant %s venv missing at %s: build it with `make ha-venv` (or "
-                    "`.ci/ha-venv DIR` and EDGEAGENT_HA_PYTHON=DIR/bin/python)" % (HA_VERSION, HA_PYTHON))
+                    "`.ci/ha-venv DIR` and EDGEAGENT_HA_PYTHON=DIR/bin/python)" % (
+                        HA_VERSION, HA_PYTHON))
     proc = subprocess.run([HA_PYTHON, os.path.join(HERE, "ha_validate.py")],
                           input=json.dumps(messages).encode(), stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, timeout=120)
@@ -143,7 +146,7 @@ def test_payload_follows_current_conventions():
     assert {"take_snapshot", "reload"} <= set(components)
     assert json.loads(components["reload"]["payload_press"])["name"] == "reload"
     assert "take_snapshot" not in discovery_payload(info(commands=False))["components"]
-    assert config_topic("homeassistant", "cam.garage 2") == "homeassistant/device/cam_garage_2/config"
+    assert config_topic("ha", "cam.garage 2") == "ha/device/cam_garage_2/config"
     assert node_id("a/b") == "a_b"
 
 

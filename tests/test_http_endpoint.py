@@ -281,3 +281,22 @@ def test_http_off_never_imports_prometheus_client():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=agent_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert out.stdout.decode().split() == ["False", "False"], out.stderr.decode()
+
+
+def test_infer_keeps_working_across_a_reload(tmp_path, sample_images_dir):
+    with open(os.path.join(sample_images_dir, "astronaut.jpg"), "rb") as handle:
+        jpeg = handle.read()
+    with http_agent(tmp_path, sample_images_dir) as (port, proc, log_path):
+        assert request(port, "POST", "/infer", jpeg)[0] == 200
+        # when the agent reloads (SIGHUP): backend closed, a new one loaded
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while open(log_path).read().count("running face-detect on") < 2:
+            assert time.monotonic() < deadline and proc.poll() is None, open(log_path).read()
+            time.sleep(0.1)
+        # then /infer answers from the new backend, with the same result
+        status, _, body = request(port, "POST", "/infer", jpeg)
+        assert status == 200, body
+        assert json.loads(body.decode())["detections"][0]["label"] == "face"
+        wait_http(port, proc, log_path)
+        assert "Traceback" not in open(log_path).read()
