@@ -64,8 +64,11 @@ class Dashboards:
     def observer(self, record: Callable) -> Callable:
         extra = [fn for fn in (self._observe_metrics if self.app is not None else None,
                                self.snapshots.observe if self.snapshots is not None else None,
-                               self._observe_occupancy)
+                               self._observe_occupancy if self.config.homeassistant.discovery
+                               else None)
                  if fn is not None]
+        if not extra:
+            return record
 
         def observe(frame, result) -> None:
             record(frame, result)
