@@ -164,13 +164,15 @@ class Discovery:
     discovery off (or changing the prefix) removes what was there."""
 
     def __init__(self, publisher, settings: HomeAssistantSettings, topic: str, payload: bytes,
-                 state_dir: str, rng: Optional[random.Random] = None) -> None:
+                 state_dir: str, rng: Optional[random.Random] = None,
+                 jitter_s: float = REPUBLISH_JITTER_S) -> None:
         self._publisher = publisher
         self.settings = settings
         self.topic = topic
         self.payload = payload
         self._marker = os.path.join(state_dir, MARKER_FILE)
         self._rng = rng or random.Random()
+        self._jitter_s = jitter_s
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._due = []           # type: List[Tuple[str, bytes]]
@@ -209,7 +211,7 @@ class Discovery:
     def _on_ha_status(self, topic: str, payload: bytes) -> None:
         """MQTT network thread: note only; the worker publishes after a random delay."""
         if payload.strip().lower() == b"online":
-            delay = self._rng.uniform(0, REPUBLISH_JITTER_S)
+            delay = self._rng.uniform(0, self._jitter_s)
             log.info("homeassistant: %s online; re-sending discovery in %.1f s", topic, delay)
             timer = threading.Timer(delay, lambda: self._queue(self.topic, self.payload))
             timer.daemon = True
