@@ -90,9 +90,23 @@ def test_agent_publishes_discovery_resends_on_ha_online_and_removes_it_when_off(
         image = cv2.imdecode(np.frombuffer(snapshots[0].payload, np.uint8), cv2.IMREAD_COLOR)
         assert image is not None and image.shape[2] == 3
         assert payload["components"]["snapshot"]["image_topic"] == snapshots[0].topic
+        # when the agent dies, then its last will makes every entity unavailable in HA
+        agent.send_signal(signal.SIGKILL)
+        agent.wait(30)
+        status_topic = payload["availability"][0]["topic"]
+        assert agent_topics.wait_for(lambda msgs: any(
+            m.topic == status_topic and json.loads(m.payload.decode())["state"] == "offline"
+            for m in msgs), 30)
+        will = retained(broker.port, status_topic)
+        [report] = ha_validate([{"prefix": "homeassistant", "topic": CONFIG_TOPIC,
+                                 "payload": payload, "samples": {status_topic: will.decode()}}])
+        availability = {k: v for k, v in report["rendered"].items() if k.endswith(".availability")}
+        assert len(availability) == len(payload["components"])
+        assert set(availability.values()) == {"offline"}
     finally:
-        agent.send_signal(signal.SIGTERM)
-        assert agent.wait(30) == 0
+        if agent.poll() is None:
+            agent.send_signal(signal.SIGTERM)
+            assert agent.wait(30) == 0
     ha.close()
     agent_topics.close()
     # when the agent comes back with discovery switched off, then the config is removed
