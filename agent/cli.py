@@ -82,7 +82,15 @@ def _add_workstation_commands(sub) -> None:
                                                         "results over MQTT"))
 
 
+def _require_cv2() -> None:
+    """A missing OpenCV is exit 7 and one line here, not a traceback from the pipeline."""
+    from .device import ROOT_ENV
+    from .opencv import require_cv2
+    require_cv2(os.environ.get(ROOT_ENV, "/"))
+
+
 def cmd_run(args) -> int:
+    _require_cv2()
     from .config import load_config
     from .logs import setup_logging
     from .service import Service
@@ -118,6 +126,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    _require_cv2()
     from .config import load_config
     from .pipeline_spec import load_pipeline
     from .profiles import load_profile
