@@ -8,11 +8,33 @@ import os
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Callable, Mapping, Optional, Tuple
 
+from ..backends import spec
+from ..backends.spec import Option
 from ..checks import need_bool, need_choice, need_int, need_list, need_str, reject_unknown, where
 from ..errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "int8")
-PROFILE_KEYS = ("precision", "workspace_mb", "dla_core", "build_on_start")
+
+
+def _precision(value: Any, path: str, key: str) -> str:
+    return need_choice(value, PRECISIONS, path, key)
+
+
+def _dla_core(value: Any, path: str, key: str) -> Optional[int]:
+    if isinstance(value, bool) or value not in (None, 0, 1):   # True == 1 in Python
+        raise ConfigError("%s = %r: must be null (GPU only), 0 or 1" % (where(path, key), value))
+    return value
+
+
+OPTION_SPECS = (
+    Option("precision", "fp16", _precision,
+           "`fp32`, `fp16`, `int8` (INT8 needs calibration images, see docs/tensorrt.md)"),
+    Option("workspace_mb", 256, spec.positive, "builder workspace in MiB, integer >= 1"),
+    Option("dla_core", None, _dla_core, "`null` (GPU), `0` or `1` (Xavier/Orin DLA cores)"),
+    Option("build_on_start", True, spec.boolean,
+           "build a missing engine when the service starts (`false`: use `edgeagent build-engine`)"),
+)
+PROFILE_KEYS = tuple(o.name for o in OPTION_SPECS)
 INJECTED_KEYS = ("cache_dir", "input_size", "calibration_dir", "calibration_preprocess",
                  "progress")
 OPTIONS = PROFILE_KEYS + INJECTED_KEYS
