@@ -59,6 +59,13 @@ def _add_build_engine(sub) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even when a valid engine exists")
 
 
+def _add_unit(sub) -> None:
+    p = sub.add_parser("unit", help="print the systemd drop-in this board needs (devices, CSI)")
+    p.add_argument("--profile", help="a profile name or file (default: detect the board)")
+    p.add_argument("--output", metavar="DIR", help="write DIR/50-board.conf instead of printing "
+                   "(DIR: /etc/systemd/system/edgeagent.service.d)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeagent", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="edgeagent " + __version__)
@@ -67,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_detect(sub)
     _add_validate(sub)
     _add_build_engine(sub)
+    _add_unit(sub)
     _add_workstation_commands(sub)
     return parser
 
@@ -150,8 +158,19 @@ def cmd_build_engine(args) -> int:
     return 0
 
 
+def cmd_unit(args) -> int:
+    from .device import ROOT_ENV
+    from .sandbox import drop_in_for, write_drop_in
+    _, text = drop_in_for(args.profile, os.environ.get(ROOT_ENV, "/"))
+    if args.output:
+        print(write_drop_in(args.output, text))
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
-            "build-engine": cmd_build_engine}
+            "build-engine": cmd_build_engine, "unit": cmd_unit}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -22,6 +22,7 @@ from .backends.spec import defaults as option_defaults
 from .backends.spec import option_specs
 from .device import DeviceInfo
 from .errors import ConfigError
+from .sandbox import Sandbox, sandbox_from_dict
 from .yamlio import read_yaml
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 BACKEND_KEYS = ("tensorrt", "onnxruntime", "tflite")
 ENV_VAR = "EDGEAGENT_PROFILE"
 TOP_KEYS = ("name", "description", "match", "backends", "camera", "thermal", "gpu_load",
-            "throttled")
+            "throttled", "sandbox")
 MATCH_KEYS = ("model", "compatible", "arch")
 CAMERA_KEYS = ("default_source", "width", "height", "fps")
 
@@ -91,6 +92,7 @@ class Profile:
     thermal: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # (reported name, zone types to try)
     gpu_load: Tuple[str, ...] = ()                  # candidate load files, per-mille, first wins
     throttled: bool = False                         # ask `vcgencmd get_throttled` (Raspberry Pi)
+    sandbox: Sandbox = field(default_factory=Sandbox)   # what the systemd unit must allow
 
     def options(self, backend_key: str) -> Dict[str, Any]:
         """A fresh copy of every option of one backend (defaults filled in)."""
@@ -190,7 +192,8 @@ def profile_from_dict(data: Mapping, path: str) -> Profile:
         camera=_camera(data.get("camera") or {}, path),
         thermal=_thermal(data.get("thermal") or {}, path),
         gpu_load=_str_tuple(data["gpu_load"], path, "gpu_load") if "gpu_load" in data else (),
-        throttled=need_bool(data.get("throttled", False), path, "throttled"))
+        throttled=need_bool(data.get("throttled", False), path, "throttled"),
+        sandbox=sandbox_from_dict(data.get("sandbox") or {}, path))
 
 
 def _match_rules(data: Any, path: str) -> MatchRules:
