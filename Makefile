@@ -47,7 +47,7 @@ $(VENV38)/.installed: requirements/py38-device.txt
 test-py38: $(VENV38)/.installed models
 	$(VENV38)/bin/python -m pytest -q -p no:cacheprovider \
 		--ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shipped.py \
-		--ignore=tests/test_packaging.py
+		--ignore=tests/test_packaging.py --ignore=tests/test_install_boards.py
 
 # JetPack 4.6 (Nano, TX2): Python 3.6 with the last pip/setuptools for it and the last releases
 # of each dependency (requirements/py36-device.txt); installed from source like docs/install/.
@@ -65,7 +65,8 @@ $(VENV36)/.installed: requirements/py36-device.txt setup.cfg
 # jsonschema's draft 2020-12 (needs 3.7+), and what no Python 3.6 build exists for on PyPI:
 # TFLite (tflite-runtime has no cp36 x86_64 wheel), ONNX IR 10 models (ORT 1.10 reads IR <= 8).
 PY36_IGNORE := --ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shipped.py \
-	--ignore=tests/test_packaging.py --ignore=tests/test_monitor.py --ignore=tests/test_schemas.py \
+	--ignore=tests/test_packaging.py --ignore=tests/test_install_boards.py \
+	--ignore=tests/test_monitor.py --ignore=tests/test_schemas.py \
 	--ignore=tests/test_yolov8_real_model.py --ignore=tests/test_backend_parity.py \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[missing_tflite] \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[corrupt_tflite] \

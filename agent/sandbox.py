@@ -16,7 +16,7 @@ for the socket at start, and start after the daemon.
 """
 
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
-from typing import Any, Mapping, Tuple
+from typing import Any, Tuple
 
 from .checks import need_bool, need_list, need_mapping, reject_unknown, where
 from .errors import ConfigError

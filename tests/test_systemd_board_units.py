@@ -261,3 +261,38 @@ def test_a_bound_socket_goes_stale_when_nvargus_restarts_but_the_host_path_does_
     before, bound_after, host_after = out.stdout.split()
     # then the bind reached the daemon before its restart and not after; the path always does
     assert (before, bound_after, host_after) == ("yes", "no", "yes")
+
+
+# ---- the profile section and the command ------------------------------------------------------
+
+@pytest.mark.parametrize("bad,message", [
+    ({"devices": ["nvgpu"]}, "sandbox.devices[0] = 'nvgpu': must be char-NAME"),
+    ({"devices": ["char-"]}, "sandbox.devices[0]"),
+    ({"devices": ["/dev/nv map"]}, "sandbox.devices[0]"),
+    ({"argus": "yes"}, "sandbox.argus"),
+    ({"device": []}, "sandbox.device: unknown key"),
+])
+def test_bad_sandbox_sections_are_config_errors_naming_the_key(bad, message):
+    from agent.errors import ConfigError
+    from agent.profiles import profile_from_dict
+    with pytest.raises(ConfigError) as error:
+        profile_from_dict({"name": "t", "description": "t", "backends": ["tflite"],
+                           "sandbox": bad}, "t.yaml")
+    assert message in str(error.value)
+
+
+def test_unit_command_renders_the_detected_boards_drop_in_and_writes_it(tmp_path):
+    import sys
+    env = dict(os.environ, EDGEAGENT_ROOT=os.path.join(DEVICES, "jetson-nano"))
+    printed = subprocess.run([sys.executable, "-m", "agent", "unit"], env=env, timeout=60,
+                             stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    assert "DeviceAllow=char-57000000.gpu rw" in printed and "PrivateTmp=no" in printed
+    out = subprocess.run([sys.executable, "-m", "agent", "unit", "--profile", "raspberrypi-5",
+                          "--output", str(tmp_path / "edgeagent.service.d")], env=env, timeout=60,
+                         stdout=subprocess.PIPE, universal_newlines=True, check=True).stdout
+    written = tmp_path / "edgeagent.service.d" / DROP_IN_NAME
+    assert out.strip() == str(written)
+    assert "DeviceAllow=/dev/vcio rw" in written.read_text()
+    bad = subprocess.run([sys.executable, "-m", "agent", "unit", "--profile", "nope"], env=env,
+                         timeout=60, stderr=subprocess.PIPE, universal_newlines=True)
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
