@@ -14,7 +14,7 @@ STAMP := $(VENV)/.installed
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml requirements/models.txt
+$(STAMP): pyproject.toml setup.cfg requirements/models.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[opencv,onnx,tflite,dev]'
@@ -33,7 +33,7 @@ vermin: venv
 test-py311: venv models vermin
 	$(PY) -m pytest -q
 
-$(VENV38)/.installed: requirements/py38-device.txt
+$(VENV38)/.installed: requirements/py38-device.txt setup.cfg
 	test -n "$(PY38)" || { echo "python3.8 not found (pyenv install 3.8)"; exit 1; }
 	$(PY38) -m venv $(VENV38)
 	$(VENV38)/bin/python -m pip install -q --upgrade pip

@@ -244,7 +244,16 @@ before = reaches(bound)
 server.close()
 os.unlink(host)                                                 # nvargus-daemon restarts
 server = listen()
-print(before, reaches(bound), reaches(host))
+after = reaches(bound)
+folder = os.path.dirname(host)                                  # ProtectSystem=strict: /tmp ro
+subprocess.run(["mount", "--bind", folder, folder], check=True)
+subprocess.run(["mount", "-o", "remount,bind,ro", folder], check=True)
+try:
+    open(os.path.join(folder, "probe"), "w").close()
+    writable = "yes"
+except OSError:
+    writable = "no"
+print(before, after, reaches(host), writable)
 """
 
 
@@ -258,9 +267,10 @@ def test_a_bound_socket_goes_stale_when_nvargus_restarts_but_the_host_path_does_
                           host, bound], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          universal_newlines=True, timeout=60)
     assert out.returncode == 0, out.stdout
-    before, bound_after, host_after = out.stdout.split()
-    # then the bind reached the daemon before its restart and not after; the path always does
-    assert (before, bound_after, host_after) == ("yes", "no", "yes")
+    before, bound_after, host_after, writable = out.stdout.split()
+    # then the bind reached the daemon before its restart and not after; the host path, even
+    # read-only (PrivateTmp=no under ProtectSystem=strict), reaches the new socket
+    assert (before, bound_after, host_after, writable) == ("yes", "no", "yes", "no")
 
 
 # ---- the profile section and the command ------------------------------------------------------
