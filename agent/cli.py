@@ -64,6 +64,13 @@ def _add_build_engine(sub) -> None:
     trt_int8.add_arguments(p)
 
 
+def _add_unit(sub) -> None:
+    p = sub.add_parser("unit", help="print the systemd drop-in this board needs (devices, CSI)")
+    p.add_argument("--profile", help="a profile name or file (default: detect the board)")
+    p.add_argument("--output", metavar="DIR", help="write DIR/50-board.conf instead of printing "
+                   "(DIR: /etc/systemd/system/edgeagent.service.d)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgeagent", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version="edgeagent " + __version__)
@@ -73,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_validate(sub)
     _add_build_engine(sub)
     _add_model_commands(sub)
+    _add_unit(sub)
     _add_workstation_commands(sub)
     return parser
 
@@ -121,7 +129,15 @@ def _add_workstation_commands(sub) -> None:
                                                            "PostgreSQL (shared subscriptions)"))
 
 
+def _require_cv2() -> None:
+    """A missing OpenCV is exit 7 and one line here, not a traceback from the pipeline."""
+    from .device import ROOT_ENV
+    from .opencv import require_cv2
+    require_cv2(os.environ.get(ROOT_ENV, "/"))
+
+
 def cmd_run(args) -> int:
+    _require_cv2()
     from .config import load_config
     from .logs import setup_logging
     from .service import Service
@@ -168,6 +184,7 @@ def cmd_detect(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    _require_cv2()
     from .config import load_config
     from .pipeline_spec import load_pipeline
     from .profiles import load_profile
@@ -196,9 +213,20 @@ def cmd_build_engine(args) -> int:
     return 0
 
 
+def cmd_unit(args) -> int:
+    from .device import ROOT_ENV
+    from .sandbox import drop_in_for, write_drop_in
+    _, text = drop_in_for(args.profile, os.environ.get(ROOT_ENV, "/"))
+    if args.output:
+        print(write_drop_in(args.output, text))
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
             "build-engine": cmd_build_engine, "inspect": cmd_inspect,
-            "bench": cmd_bench, "quantize": cmd_quantize}
+            "bench": cmd_bench, "quantize": cmd_quantize, "unit": cmd_unit}
 
 
 def main(argv: Optional[List[str]] = None) -> int:

@@ -53,3 +53,10 @@ class OutputError(EdgeAgentError):
 
     exit_code = 6
     kind = "output error"
+
+
+class MissingDependency(EdgeAgentError):
+    """A library the agent needs on every board (OpenCV) is not importable in this install."""
+
+    exit_code = 7
+    kind = "missing dependency"

@@ -17,8 +17,12 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from . import resources
 from .checks import (need_bool, need_choice, need_int, need_list, need_mapping, need_str,
                      reject_unknown, where)
+from .backends.spec import checked as checked_options
+from .backends.spec import defaults as option_defaults
+from .backends.spec import option_specs
 from .device import DeviceInfo
 from .errors import ConfigError
+from .sandbox import Sandbox, sandbox_from_dict
 from .yamlio import read_yaml
 
 log = logging.getLogger(__name__)
@@ -26,19 +30,14 @@ log = logging.getLogger(__name__)
 BACKEND_KEYS = ("tensorrt", "onnxruntime", "tflite")
 ENV_VAR = "EDGEAGENT_PROFILE"
 TOP_KEYS = ("name", "description", "match", "backends", "camera", "thermal", "gpu_load",
-            "throttled")
+            "throttled", "sandbox")
 MATCH_KEYS = ("model", "compatible", "arch")
 CAMERA_KEYS = ("default_source", "width", "height", "fps")
-PRECISIONS = ("fp32", "fp16", "int8")
 
 # Every option a backend takes, with its default: profile.options(key) always returns all of
-# them, so backend constructors can take them as keyword arguments.
-BACKEND_DEFAULTS = {
-    "tensorrt": {"precision": "fp16", "workspace_mb": 256, "dla_core": None,
-                 "build_on_start": True},
-    "onnxruntime": {"providers": ("CPUExecutionProvider",), "threads": 0},
-    "tflite": {"threads": 0, "xnnpack": True},
-}  # type: Dict[str, Dict[str, Any]]
+# them. Each backend owns its table (OPTION_SPECS: default, check, doc line): agent/backends/spec.py
+BACKEND_DEFAULTS = {key: option_defaults(option_specs(key))
+                    for key in BACKEND_KEYS}  # type: Dict[str, Dict[str, Any]]
 
 # How strongly a rule kind identifies a board: a model string beats a compatible entry,
 # which beats a bare CPU architecture.
@@ -93,6 +92,7 @@ class Profile:
     thermal: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # (reported name, zone types to try)
     gpu_load: Tuple[str, ...] = ()                  # candidate load files, per-mille, first wins
     throttled: bool = False                         # ask `vcgencmd get_throttled` (Raspberry Pi)
+    sandbox: Sandbox = field(default_factory=Sandbox)   # what the systemd unit must allow
 
     def options(self, backend_key: str) -> Dict[str, Any]:
         """A fresh copy of every option of one backend (defaults filled in)."""
@@ -192,7 +192,8 @@ def profile_from_dict(data: Mapping, path: str) -> Profile:
         camera=_camera(data.get("camera") or {}, path),
         thermal=_thermal(data.get("thermal") or {}, path),
         gpu_load=_str_tuple(data["gpu_load"], path, "gpu_load") if "gpu_load" in data else (),
-        throttled=need_bool(data.get("throttled", False), path, "throttled"))
+        throttled=need_bool(data.get("throttled", False), path, "throttled"),
+        sandbox=sandbox_from_dict(data.get("sandbox") or {}, path))
 
 
 def _match_rules(data: Any, path: str) -> MatchRules:
@@ -229,28 +230,7 @@ def _backends(items: Any, path: str) -> Tuple[Tuple[str, ...], Dict[str, Mapping
 
 
 def _backend_options(key: str, given: Mapping, path: str, prefix: str) -> Dict[str, Any]:
-    reject_unknown(given, BACKEND_DEFAULTS[key], path, prefix + ".")
-    chosen = copy.deepcopy(BACKEND_DEFAULTS[key])
-    for name, value in given.items():
-        chosen[name] = _check_option(name, value, path, prefix + "." + name)
-    return chosen
-
-
-def _check_option(name: str, value: Any, path: str, key: str) -> Any:
-    if name == "precision":
-        return need_choice(value, PRECISIONS, path, key)
-    if name == "dla_core":
-        if isinstance(value, bool) or value not in (None, 0, 1):   # True == 1 in Python
-            raise ConfigError("%s = %r: must be null (GPU only), 0 or 1" % (
-                where(path, key), value))
-        return value
-    if name in ("build_on_start", "xnnpack"):
-        return need_bool(value, path, key)
-    if name == "providers":
-        return _str_tuple(value, path, key)   # stored frozen; options() hands out a list
-    if name == "workspace_mb":
-        return need_int(value, path, key, lo=1)
-    return need_int(value, path, key, lo=0)   # threads: 0 lets the runtime decide
+    return copy.deepcopy(checked_options(option_specs(key), given, path, prefix + "."))
 
 
 def _camera(data: Any, path: str) -> CameraDefaults:

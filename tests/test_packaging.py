@@ -57,3 +57,4 @@ def test_installed_agent_finds_its_data_outside_the_repo(wheel, tmp_path):
     assert pipelines_dir.startswith(str(site))
     assert model.startswith(str(site)) and os.path.isfile(model)
     assert int(profiles) == len(os.listdir(os.path.join(REPO, "device_profiles")))
+

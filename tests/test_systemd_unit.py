@@ -17,7 +17,7 @@ import pytest
 
 from agent.cli import build_parser
 from agent.config import DEFAULT_STATE_DIR, CameraSettings
-from agent.errors import ConfigError, ModelError, SourceError
+from agent.errors import ConfigError, MissingDependency, ModelError, SourceError
 from agent.service import DRAIN_S, STOP_WAIT_S
 from agent.trt.progress import LOG_EVERY_S
 from conftest import ROOT
@@ -146,7 +146,8 @@ def test_restart_on_failure_with_a_start_limit_except_for_mistakes_a_person_must
     assert int(value("StartLimitBurst", "Unit")) >= 3
     assert seconds(value("StartLimitIntervalSec", "Unit")) >= 60
     prevented = set(int(code) for code in value("RestartPreventExitStatus").split())
-    assert prevented == {ConfigError.exit_code, ModelError.exit_code, SourceError.exit_code}
+    assert prevented == {ConfigError.exit_code, ModelError.exit_code, SourceError.exit_code,
+                         MissingDependency.exit_code}
     assert 70 not in prevented           # a crashed thread (EXIT_CRASH) is restarted
 
 
@@ -157,11 +158,12 @@ def test_dedicated_user_state_directory_and_credential_match_the_agent_defaults(
     assert value("SetCredential").startswith("mqtt-password:")     # missing file: no failure
 
 
-def test_camera_and_gpu_stay_reachable_in_the_sandbox():
+def test_cameras_stay_reachable_and_board_devices_come_from_the_drop_in():
+    # each board's GPU/VideoCore nodes: tests/test_systemd_board_units.py
     assert values("PrivateDevices") in ([], ["no"])
     assert value("DevicePolicy") == "closed"
     allowed = [entry.split()[0] for entry in values("DeviceAllow")]
-    for device in ("char-video4linux", "char-nvhost*", "/dev/nvmap", "char-drm", "char-nvidia*"):
+    for device in ("char-video4linux", "char-media", "char-drm", "char-dma_heap"):
         assert device in allowed
     assert value("ProtectSystem") == "strict" and value("NoNewPrivileges") == "yes"
     assert values("MemoryDenyWriteExecute") == []    # CUDA and ctypes may need W+X pages

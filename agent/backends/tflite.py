@@ -1,17 +1,31 @@
-"""TFLite backend: tflite-runtime, else ai-edge-litert, else tensorflow.lite; CPU with XNNPACK."""
+"""TFLite backend: tflite-runtime, else ai-edge-litert, else tensorflow.lite; CPU with XNNPACK.
+
+``xnnpack`` is the interpreter's real switch: XNNPACK is TFLite's *default delegate*, applied
+with the AUTO op resolver; ``xnnpack: false`` asks for BUILTIN_WITHOUT_DEFAULT_DELEGATES
+(``experimental_op_resolver_type``, in tflite-runtime >= 2.5 and every ai-edge-litert), the plain
+builtin kernels.
+"""
 
 import logging
 import os
+import sys
 from typing import List, Mapping, Optional
 
 import numpy as np
 
-from ..checks import need_bool, need_int, reject_unknown
 from ..errors import BackendUnavailable, ModelError
 from ..types import TensorSpec
+from . import spec
+from .spec import Option
 
 KEY = "tflite"
-OPTIONS = ("threads", "xnnpack")
+OPTION_SPECS = (
+    Option("threads", 0, spec.count, "interpreter threads, integer >= 0; `0` = one per core"),
+    Option("xnnpack", True, spec.boolean,
+           "`true`: XNNPACK, TFLite's default CPU delegate; `false`: builtin kernels only "
+           "(`experimental_op_resolver_type=BUILTIN_WITHOUT_DEFAULT_DELEGATES`)"),
+)
+OPTIONS = tuple(o.name for o in OPTION_SPECS)
 log = logging.getLogger(__name__)
 
 # tflite-runtime 2.14 (its last release, the only one for Python 3.8 and older boards) cannot load
@@ -38,6 +52,19 @@ def _load_interpreter():
         return module.Interpreter, dist
     raise BackendUnavailable("tflite: no TFLite runtime importable (%s); install with: "
                              "pip install 'edgeagent[tflite]'" % "; ".join(reasons))
+
+
+def interpreter_kwargs(interpreter_cls, threads: int, xnnpack: bool) -> dict:
+    """Constructor arguments: threads, and the op resolver that keeps or drops XNNPACK."""
+    kwargs = {"num_threads": threads}
+    module = sys.modules.get(getattr(interpreter_cls, "__module__", ""))
+    resolvers = getattr(module, "OpResolverType", None)
+    if not xnnpack:
+        if resolvers is None:
+            raise BackendUnavailable("tflite: xnnpack: false needs a runtime with "
+                                     "OpResolverType (tflite-runtime >= 2.5, ai-edge-litert)")
+        kwargs["experimental_op_resolver_type"] = resolvers.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    return kwargs
 
 
 def _numpy_major() -> int:
@@ -93,16 +120,15 @@ class TFLiteBackend:
 
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, where: str) -> "TFLiteBackend":
-        reject_unknown(options, OPTIONS, where, "tflite.")
-        threads = need_int(options.get("threads", 0), where, "tflite.threads", lo=0)
-        threads = threads or os.cpu_count() or 1      # 0 = one per core
-        need_bool(options.get("xnnpack", True), where, "tflite.xnnpack")
+        opts = spec.checked(OPTION_SPECS, options, where, "tflite.")
+        threads = opts["threads"] or os.cpu_count() or 1      # 0 = one per core
         interpreter_cls, runtime = _load_interpreter()
+        kwargs = interpreter_kwargs(interpreter_cls, threads, opts["xnnpack"])
         if not os.path.isfile(model_path):
             raise ModelError("%s: model file not found; check the pipeline's models: entry"
                              % model_path)
         try:
-            interpreter = interpreter_cls(model_path=model_path, num_threads=threads)
+            interpreter = interpreter_cls(model_path=model_path, **kwargs)
         except (ValueError, RuntimeError) as why:
             raise ModelError("%s: %s cannot load it as a TFLite model: %s" % (
                 model_path, runtime,

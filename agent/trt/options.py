@@ -8,11 +8,33 @@ import os
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Callable, Mapping, Optional, Tuple
 
-from ..checks import need_bool, need_choice, need_int, need_list, need_str, reject_unknown, where
+from ..backends import spec
+from ..backends.spec import Option
+from ..checks import need_choice, need_list, need_str, reject_unknown, where
 from ..errors import ConfigError
 
 PRECISIONS = ("fp32", "fp16", "int8")
-PROFILE_KEYS = ("precision", "workspace_mb", "dla_core", "build_on_start")
+
+
+def _precision(value: Any, path: str, key: str) -> str:
+    return need_choice(value, PRECISIONS, path, key)
+
+
+def _dla_core(value: Any, path: str, key: str) -> Optional[int]:
+    if isinstance(value, bool) or value not in (None, 0, 1):   # True == 1 in Python
+        raise ConfigError("%s = %r: must be null (GPU only), 0 or 1" % (where(path, key), value))
+    return value
+
+
+OPTION_SPECS = (
+    Option("precision", "fp16", _precision,
+           "`fp32`, `fp16`, `int8` (INT8 needs calibration images, see docs/tensorrt.md)"),
+    Option("workspace_mb", 256, spec.positive, "builder workspace in MiB, integer >= 1"),
+    Option("dla_core", None, _dla_core, "`null` (GPU), `0` or `1` (Xavier/Orin DLA cores)"),
+    Option("build_on_start", True, spec.boolean,
+           "build a missing engine when the service starts (`false`: use `edgeagent build-engine`)"),
+)
+PROFILE_KEYS = tuple(o.name for o in OPTION_SPECS)
 INJECTED_KEYS = ("cache_dir", "input_size", "calibration_dir", "calibration_preprocess",
                  "progress")
 OPTIONS = PROFILE_KEYS + INJECTED_KEYS
@@ -44,19 +66,18 @@ class TrtOptions:
     def from_options(cls, options: Mapping, path: str) -> "TrtOptions":
         reject_unknown(options, OPTIONS, path, PREFIX)
         get = options.get
-        precision = need_choice(get("precision", "fp16"), PRECISIONS, path, PREFIX + "precision")
-        dla_core = get("dla_core")
-        if dla_core is not None:
-            need_choice(dla_core, (0, 1), path, PREFIX + "dla_core")
-            if precision == "fp32":
-                raise ConfigError("%s = fp32: DLA runs fp16 or int8 only; set precision: fp16 "
-                                  "or dla_core: null" % where(path, PREFIX + "precision"))
+        # the profile's keys: defaults and checks from OPTION_SPECS, the one table
+        chosen = spec.checked(OPTION_SPECS, {k: v for k, v in options.items()
+                                             if k in PROFILE_KEYS}, path, PREFIX)
+        precision, dla_core = chosen["precision"], chosen["dla_core"]
+        if dla_core is not None and precision == "fp32":
+            raise ConfigError("%s = fp32: DLA runs fp16 or int8 only; set precision: fp16 "
+                              "or dla_core: null" % where(path, PREFIX + "precision"))
         return cls(
             precision=precision,
-            workspace_mb=need_int(get("workspace_mb", 256), path, PREFIX + "workspace_mb", lo=1),
+            workspace_mb=chosen["workspace_mb"],
             dla_core=dla_core,
-            build_on_start=need_bool(get("build_on_start", True), path,
-                                     PREFIX + "build_on_start"),
+            build_on_start=chosen["build_on_start"],
             cache_dir=need_str(get("cache_dir") or default_cache_dir(), path,
                                PREFIX + "cache_dir"),
             input_size=_input_size(get("input_size"), path),

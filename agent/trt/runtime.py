@@ -81,14 +81,21 @@ def _level(trt, severity) -> int:
 
 
 def init_plugins(trt, logger) -> None:
-    """Registers TensorRT's bundled plugins (NMS, ...) that some ONNX exports use."""
+    """Registers TensorRT's bundled plugins (EfficientNMS, BatchedNMS, ...) that some ONNX
+    exports use. Needed before parsing such a model *and* before deserializing its engine:
+    without it a cached engine with plugin layers is refused and rebuilt on every start (5 to 30
+    minutes on a Nano). Registering twice is harmless (NVIDIA's samples call it per builder)."""
     init = getattr(trt, "init_libnvinfer_plugins", None)
     if init is not None:
         init(logger, "")
 
 
 def deserialize(trt, runtime, data: bytes, logger) -> Optional[object]:
-    """The engine, or None when TensorRT refuses the bytes (corrupt, other version or GPU)."""
+    """The engine, or None when TensorRT refuses the bytes (corrupt, other version or GPU).
+
+    Plugins are registered first, every time, like NVIDIA's samples do before
+    deserialize_cuda_engine."""
+    init_plugins(trt, logger)
     try:
         engine = runtime.deserialize_cuda_engine(data)
     except (RuntimeError, TypeError, ValueError) as why:  # some releases raise instead of None

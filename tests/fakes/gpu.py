@@ -1,11 +1,11 @@
-"""Installs the fake tensorrt (8.x or 10.x API) and fake pycuda for one test, fresh each time."""
+"""Installs the fake tensorrt (8.2, 8.6 or 10.x API) and fake pycuda for one test, fresh each time."""
 
 import os
 import sys
 
 FAKES = os.path.dirname(os.path.abspath(__file__))
-APIS = ("tensorrt_8x", "tensorrt_10")
-API_IDS = ("fake_tensorrt_8x_api", "fake_tensorrt_10_api")
+APIS = ("tensorrt_8x", "tensorrt_86", "tensorrt_10")
+API_IDS = ("fake_tensorrt_8x_api", "fake_tensorrt_86_api", "fake_tensorrt_10_api")
 
 
 def forget() -> None:

@@ -4,12 +4,20 @@ flags. ``_fake`` holds the test hooks and counters."""
 
 import enum
 import json
+import sys
 
 import numpy as np
 
 MAGIC = b"FAKE-TRT-ENGINE\n"
 _fake = {"builds": 0, "fast_fp16": True, "fast_int8": True, "dla_cores": 0,
-         "last_config": None, "calibration_batches": [], "progress_phases": []}
+         "last_config": None, "calibration_batches": [], "progress_phases": [],
+         "plugins_registered": False, "plugin_inits": 0}
+
+# Ops TensorRT runs as plugins from libnvinfer_plugin (the ONNX parser imports an unknown op
+# through the plugin registry): found only after init_libnvinfer_plugins, when parsing *and*
+# when deserializing an engine that contains them.
+PLUGIN_OPS = {"EfficientNMS_TRT": "1", "BatchedNMSDynamic_TRT": "1", "BatchedNMS_TRT": "1",
+              "ScatterND": "1", "GridAnchor_TRT": "1"}
 
 
 class _Severity(enum.Enum):
@@ -43,7 +51,16 @@ class Logger(ILogger):
 
 
 def init_libnvinfer_plugins(logger, namespace):
+    _fake["plugins_registered"] = True
+    _fake["plugin_inits"] += 1
     return True
+
+
+def plugin_missing(op):
+    """The real registry's complaint for a plugin op that was never registered, else None."""
+    if op in PLUGIN_OPS and not _fake["plugins_registered"]:
+        return ("getPluginCreator could not find plugin: %s version: %s" % (op, PLUGIN_OPS[op]))
+    return None
 
 
 class DataType(enum.Enum):
@@ -108,7 +125,7 @@ class ITensor:
 
 class INetworkDefinition:
     def __init__(self, flags):
-        self._flags, self._inputs, self._outputs = flags, [], []
+        self._flags, self._inputs, self._outputs, self._plugins = flags, [], [], []
 
     @property
     def num_inputs(self):
@@ -157,14 +174,40 @@ class OnnxParser:
 
     def parse(self, model, path=None):
         import onnx
+        if not _explicit_batch(self._network):
+            # the real 8.x parser's assertion, word for word in substance
+            self._errors.append(ParserError(
+                "Assertion failed: !mImporterCtx.network()->hasImplicitBatchDimension() && "
+                "\"This version of the ONNX parser only supports TensorRT INetworkDefinitions "
+                "with an explicit batch dimension. Please ensure the network was initialized "
+                "with the EXPLICIT_BATCH NetworkDefinitionCreationFlag.\""))
+            return False
         try:
             graph = onnx.load_from_string(bytes(model)).graph
         except Exception as why:
             self._errors.append(ParserError("Failed to parse ONNX model: %s" % why))
             return False
+        for node in graph.node:
+            missing = plugin_missing(node.op_type)
+            if missing:
+                self._logger.log(_Severity.ERROR, missing)
+                self._errors.append(ParserError(
+                    "No importer registered for op: %s. Attempted to import as plugin: "
+                    "Plugin not found, are the plugin name, version, and namespace correct?"
+                    % node.op_type))
+                return False
+            if node.op_type in PLUGIN_OPS:
+                self._network._plugins.append(node.op_type)
         self._network._inputs[:] = [_tensor(v) for v in graph.input]
         self._network._outputs[:] = [_tensor(v) for v in graph.output]
         return True
+
+
+def _explicit_batch(network):
+    """TensorRT 10 networks are always explicit batch; before, the creation flag decides."""
+    if int(sys.modules["tensorrt"].__version__.split(".")[0]) >= 10:
+        return True
+    return bool(network._flags & (1 << 0))     # 1 << EXPLICIT_BATCH
 
 
 def _tensor(value):
@@ -218,9 +261,16 @@ class IInt8EntropyCalibrator2:
         raise NotImplementedError
 
 
-class NetworkDefinitionCreationFlag(enum.IntEnum):
+class NetworkDefinitionCreationFlag8(enum.IntEnum):
+    """TensorRT 8.x: EXPLICIT_PRECISION is deprecated there and gone in 10.0."""
     EXPLICIT_BATCH = 0
     EXPLICIT_PRECISION = 1
+
+
+class NetworkDefinitionCreationFlag10(enum.IntEnum):
+    """TensorRT 10.x: EXPLICIT_BATCH is deprecated and ignored (always explicit batch)."""
+    EXPLICIT_BATCH = 0
+    STRONGLY_TYPED = 1
 
 
 class BuilderFlag(enum.Enum):

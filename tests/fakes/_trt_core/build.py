@@ -134,6 +134,7 @@ def _serialize_engine(network, config, profile):
                         for t in network._outputs],
             "profile": profile,
             "flags": sorted(f.name for f in config._flags),
+            "plugins": list(network._plugins),
             "workspace": config._workspace(),
             "device": config.default_device_type.name, "dla_core": config.DLA_core}
     return MAGIC + json.dumps(spec).encode()

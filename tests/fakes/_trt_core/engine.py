@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 
-from .api import MAGIC, DataType, Dims, IHostMemory, _fake, _Severity, nptype, volume
+from .api import (MAGIC, DataType, Dims, IHostMemory, _fake, _Severity, nptype, plugin_missing,
+                  volume)
 
 
 class Runtime:
@@ -28,6 +29,12 @@ class Runtime:
                              "version of TensorRT, expecting library version %s got %s, please "
                              "rebuild." % (version, spec["version"]))
             return None
+        for op in spec.get("plugins", []):
+            missing = plugin_missing(op)
+            if missing:   # what TensorRT says when a plugin layer's creator is not registered
+                self._logger.log(_Severity.ERROR, missing)
+                self._logger.log(_Severity.INTERNAL_ERROR, "Cannot deserialize plugin %s" % op)
+                return None
         return self._engine_class(spec)
 
 
@@ -65,6 +72,7 @@ class ContextCore:
     def __init__(self, engine):
         self._engine = engine
         self._shapes = {}
+        self._addresses = {}
 
     def _set_shape(self, name, shape):
         t = self._engine._find(name)
@@ -89,8 +97,8 @@ class ContextCore:
 
     def _run(self, addresses):
         from pycuda import driver
-        if not driver._fake["context_stack"]:
-            return False    # real TensorRT fails the enqueue without a current CUDA context
+        if driver.Context.get_current() is None:
+            return False    # real TensorRT fails the enqueue without a context on this thread
         source = self._engine._spec["inputs"][0]
         shape = list(self._shape(source["name"]))
         dtype = np.dtype(nptype(DataType[source["dtype"]]))

@@ -5,17 +5,27 @@ synchronize), memcpy_htod_async / memcpy_dtoh_async (dest, src, stream=None), Er
 
 "Device memory" is a dict of bytearrays keyed by address, so the fake TensorRT reads inputs and
 writes outputs through the very pointers the backend hands it. Like the real driver, allocations
-and copies fail without a current context: that checks the seam's push/pop discipline.
+and copies fail without a current context, and the context stack is per *thread* (CUDA keeps one
+per host thread): a context pushed on one thread is not current on another. That checks the
+seam's push/pop discipline wherever inference runs.
 Test hooks start with ``_fake``.
 """
 
 import builtins
+import threading
 
 import numpy as np
 
 _fake = {"devices": [("NVIDIA Tegra X1", (5, 3), 1)], "init_error": None,
-         "context_stack": [], "pushes": 0, "retained": 0, "memory": {}, "next": 0x7f0000000000,
-         "freed": 0}
+         "pushes": 0, "retained": 0, "memory": {}, "next": 0x7f0000000000, "freed": 0}
+_threads = threading.local()
+
+
+def _stack():
+    """This thread's context stack (CUDA's is per host thread)."""
+    if not hasattr(_threads, "stack"):
+        _threads.stack = []
+    return _threads.stack
 
 
 class Error(Exception):
@@ -58,21 +68,21 @@ class Context:
         self._device = device
 
     def push(self):
-        _fake["context_stack"].append(self)
+        _stack().append(self)
         _fake["pushes"] += 1
 
     @staticmethod
     def pop():
-        if not _fake["context_stack"]:
+        if not _stack():
             raise LogicError("cuCtxPopCurrent failed: invalid device context")
-        _fake["context_stack"].pop()
+        _stack().pop()
 
     def detach(self):
         _fake["retained"] -= 1
 
     @staticmethod
     def get_current():
-        return _fake["context_stack"][-1] if _fake["context_stack"] else None
+        return _stack()[-1] if _stack() else None
 
 
 class Device:
@@ -102,7 +112,7 @@ class Device:
 
 
 def _need_context(what):
-    if not _fake["context_stack"]:
+    if not _stack():
         raise LogicError("%s failed: invalid device context" % what)
 
 

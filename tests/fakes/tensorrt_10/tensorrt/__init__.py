@@ -1,12 +1,10 @@
 """Fake ``tensorrt`` 10.3 (JetPack 6.1): named I/O tensors only — the bindings API is gone.
 
-Same names and signatures as the real 10.x Python API for what edgeagent uses:
-ICudaEngine.num_io_tensors / get_tensor_name / get_tensor_mode / get_tensor_shape /
-get_tensor_dtype / get_tensor_profile_shape(name, profile_index);
-IExecutionContext.set_input_shape / get_tensor_shape / set_tensor_address /
-execute_async_v3(stream_handle); IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE, n)
-(no max_workspace_size) and IBuilderConfig.progress_monitor with IProgressMonitor.
-Shared parts: tests/fakes/_trt_core/.
+Same names and signatures as the real 10.x Python API for what edgeagent uses (named tensors:
+see tests/fakes/_trt_core/apis.py); IBuilderConfig.set_memory_pool_limit(MemoryPoolType.WORKSPACE,
+n) (no max_workspace_size) and IBuilderConfig.progress_monitor with IProgressMonitor;
+NetworkDefinitionCreationFlag has EXPLICIT_BATCH (deprecated, ignored) and STRONGLY_TYPED, not
+8.x's EXPLICIT_PRECISION. Shared parts: tests/fakes/_trt_core/.
 """
 
 import enum
@@ -30,8 +28,9 @@ nptype, volume, init_libnvinfer_plugins = _core.nptype, _core.volume, _core.init
 IHostMemory, OnnxParser, ParserError = _core.IHostMemory, _core.OnnxParser, _core.ParserError
 IOptimizationProfile, ITimingCache = _core.IOptimizationProfile, _core.ITimingCache
 IInt8EntropyCalibrator2 = _core.IInt8EntropyCalibrator2
-NetworkDefinitionCreationFlag, BuilderFlag = _core.NetworkDefinitionCreationFlag, _core.BuilderFlag
-DeviceType, INetworkDefinition = _core.DeviceType, _core.INetworkDefinition
+NetworkDefinitionCreationFlag = _core.NetworkDefinitionCreationFlag10
+BuilderFlag, DeviceType, INetworkDefinition = _core.BuilderFlag, _core.DeviceType, _core.INetworkDefinition
+TensorIOMode = _core.TensorIOMode
 
 
 class MemoryPoolType(enum.Enum):
@@ -40,12 +39,7 @@ class MemoryPoolType(enum.Enum):
     DLA_LOCAL_DRAM = 2
     DLA_GLOBAL_DRAM = 3
     TACTIC_DRAM = 4
-
-
-class TensorIOMode(enum.Enum):
-    NONE = 0
-    INPUT = 1
-    OUTPUT = 2
+    TACTIC_SHARED_MEMORY = 5
 
 
 class IProgressMonitor:
@@ -83,57 +77,14 @@ class Builder(_core.Builder):
         return IBuilderConfig()
 
 
-class IExecutionContext(_core.ContextCore):
-    def __init__(self, engine):
-        _core.ContextCore.__init__(self, engine)
-        self._addresses = {}
-
-    def set_input_shape(self, name, shape):
-        return self._set_shape(name, shape)
-
-    def get_tensor_shape(self, name):
-        return self._shape(name)
-
-    def set_tensor_address(self, name, memory):
-        self._engine._find(name)
-        self._addresses[name] = int(memory)
-        return True
-
-    def get_tensor_address(self, name):
-        return self._addresses.get(name, 0)
-
-    def execute_async_v3(self, stream_handle):
-        names = [t["name"] for t in self._engine._tensors]
-        if any(not self._addresses.get(n) for n in names):
-            return False
-        if any(d < 0 for n in names for d in self._shape(n)):
-            return False
-        return self._run(self._addresses)
+class IExecutionContext(_core.TensorsContext, _core.ContextCore):
+    pass
 
 
-class ICudaEngine(_core.EngineCore):
-    @property
-    def num_io_tensors(self):
-        return len(self._tensors)
-
+class ICudaEngine(_core.TensorsEngine, _core.EngineCore):
     @property
     def num_optimization_profiles(self):
         return 1
-
-    def get_tensor_name(self, index):
-        return self._tensors[index]["name"]
-
-    def get_tensor_mode(self, name):
-        return TensorIOMode.INPUT if self._find(name)["is_input"] else TensorIOMode.OUTPUT
-
-    def get_tensor_shape(self, name):
-        return self._declared(self._find(name))
-
-    def get_tensor_dtype(self, name):
-        return DataType[self._find(name)["dtype"]]
-
-    def get_tensor_profile_shape(self, name, profile_index):
-        return self._profile(name)
 
     def create_execution_context(self):
         return IExecutionContext(self)

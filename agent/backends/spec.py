@@ -1,0 +1,95 @@
+"""How a backend declares the options a device profile may give it: name, default, check and
+the line docs/profiles.md shows. Each backend module owns its tuple (OPTION_SPECS); profiles.py
+and the backend's own from_options both read it, so a default or check lives in one place.
+
+Kept free of runtime imports: profiles validate on boards where the runtime is missing.
+"""
+
+import importlib
+from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+
+from ..checks import need_bool, need_int, need_list, need_str, reject_unknown, where
+from ..errors import ConfigError
+
+# key -> module holding its OPTION_SPECS (light modules: no runtime, no numpy work)
+SPEC_MODULES = (
+    ("tensorrt", "agent.trt.options"),
+    ("onnxruntime", "agent.backends.onnxruntime"),
+    ("tflite", "agent.backends.tflite"),
+)
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    check: Callable[[Any, str, str], Any]      # (value, file, key) -> the value, or ConfigError
+    doc: str                                   # one line for docs/profiles.md
+
+
+def option_specs(key: str) -> Tuple[Option, ...]:
+    return importlib.import_module(dict(SPEC_MODULES)[key]).OPTION_SPECS
+
+
+def defaults(specs: Sequence[Option]) -> Dict[str, Any]:
+    return {o.name: o.default for o in specs}
+
+
+def checked(specs: Sequence[Option], given: Mapping, path: str, prefix: str) -> Dict[str, Any]:
+    """Every option of specs: the given ones checked, the others at their default."""
+    reject_unknown(given, [o.name for o in specs], path, prefix)
+    chosen = defaults(specs)
+    for option in specs:
+        if option.name in given:
+            chosen[option.name] = option.check(given[option.name], path, prefix + option.name)
+    return chosen
+
+
+# ---- checks the option tables share ----------------------------------------------------------
+
+def boolean(value: Any, path: str, key: str) -> bool:
+    return need_bool(value, path, key)
+
+
+def count(value: Any, path: str, key: str) -> int:
+    """An integer >= 0 (threads: 0 lets the runtime decide)."""
+    return need_int(value, path, key, lo=0)
+
+
+def positive(value: Any, path: str, key: str) -> int:
+    return need_int(value, path, key, lo=1)
+
+
+def names(value: Any, path: str, key: str) -> Tuple[str, ...]:
+    """A string or a non-empty list of non-empty strings, stored frozen (Profile.options hands
+    out a list)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    items = need_list([value] if isinstance(value, str) else value, path, key, str)
+    if not items:
+        raise ConfigError("%s: must not be empty (leave the key out instead)" % where(path, key))
+    for item in items:
+        need_str(item, path, key)
+    return tuple(items)
+
+
+def doc_rows() -> Tuple[str, ...]:
+    """The option table of docs/profiles.md, one row per option (a test keeps them equal)."""
+    rows = []
+    for key, _ in SPEC_MODULES:
+        for index, option in enumerate(option_specs(key)):
+            rows.append("| %s | `%s` | %s | `%s` |" % (
+                "`%s`" % key if index == 0 else "", option.name, option.doc,
+                _yaml(option.default)))
+    return tuple(rows)
+
+
+def _yaml(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[%s]" % ", ".join(str(v) for v in value)
+    return str(value)

@@ -1,0 +1,99 @@
+"""Each backend owns its options (default, check, doc line) in one place, and every option
+reaches the runtime: ORT's TensorRT/CUDA provider options and intra-op spinning, TFLite's
+xnnpack switch on the real interpreter."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from agent.backends import onnxruntime as ort_backend
+from agent.backends.spec import checked, doc_rows, option_specs
+from agent.errors import ConfigError
+from agent.profiles import profile_from_dict
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FACE_TFLITE = os.path.join(REPO, "models", "face_detection_short_range.tflite")
+FACE_ONNX = os.path.join(REPO, "models", "face_detection_short_range.onnx")
+GPU_PROVIDERS = ["TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider"]
+
+
+def profile(onnxruntime_options):
+    return profile_from_dict({"name": "t", "description": "t", "match": {"arch": ["x86_64"]},
+                              "backends": [{"onnxruntime": onnxruntime_options}]}, "t.yaml")
+
+
+def test_docs_table_is_the_backends_own_option_tables():
+    with open(os.path.join(REPO, "docs", "profiles.md")) as f:
+        text = f.read()
+    for row in doc_rows():
+        assert row in text
+
+
+@pytest.mark.parametrize("given,fp16,workspace", [
+    ({}, "True", 256 << 20),
+    ({"fp16": False}, "False", 256 << 20),
+    ({"fp16": True, "trt_workspace_mb": 1024}, "True", 1024 << 20),
+])
+def test_tensorrt_and_cuda_provider_options_come_from_the_profile(given, fp16, workspace):
+    # given a Jetson-like profile listing the GPU providers
+    opts = profile(dict(given, providers=GPU_PROVIDERS)).options("onnxruntime")
+    opts["cache_dir"] = "/var/lib/edgeagent/engines"
+    # when the backend turns them into ORT provider settings
+    settings = ort_backend.provider_settings(GPU_PROVIDERS, opts)
+    # then the TensorRT EP gets fp16, workspace and its engine cache; CUDA its device
+    (trt_name, trt), (cuda_name, cuda), cpu = settings
+    assert trt_name == "TensorrtExecutionProvider" and cuda_name == "CUDAExecutionProvider"
+    assert trt["trt_fp16_enable"] == fp16 and trt["trt_max_workspace_size"] == workspace
+    assert trt["trt_engine_cache_enable"] == "True"
+    assert trt["trt_engine_cache_path"] == "/var/lib/edgeagent/engines"
+    assert cuda == {"device_id": 0} and trt["device_id"] == 0 and cpu == "CPUExecutionProvider"
+
+
+@pytest.mark.parametrize("given,entry", [({}, "0"), ({"spinning": False}, "0"),
+                                         ({"spinning": True}, "1")])
+def test_intra_op_spinning_is_off_unless_the_profile_turns_it_on(given, entry):
+    import onnxruntime
+    opts = profile(given).options("onnxruntime")
+    session = ort_backend.session_options(onnxruntime, opts)
+    for key in ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning"):
+        assert session.get_session_config_entry(key) == entry
+
+
+def test_real_session_runs_with_spinning_off():
+    backend = ort_backend.OnnxRuntimeBackend.from_options(
+        FACE_ONNX, {"threads": 2, "spinning": False}, "t.yaml")
+    outputs = backend.infer(np.zeros((1, 128, 128, 3), np.float32))
+    assert [o.shape for o in outputs] == [(1, 896, 16), (1, 896, 1)]
+
+
+@pytest.mark.parametrize("key,bad,message", [
+    ("onnxruntime", {"fp16": "yes"}, "onnxruntime.fp16"),
+    ("onnxruntime", {"spinning": 1}, "onnxruntime.spinning"),
+    ("onnxruntime", {"trt_workspace_mb": 0}, "onnxruntime.trt_workspace_mb"),
+    ("onnxruntime", {"fp61": True}, "onnxruntime.fp61: unknown key"),
+    ("tflite", {"xnnpack": "on"}, "tflite.xnnpack"),
+    ("tensorrt", {"dla_core": True}, "tensorrt.dla_core"),
+])
+def test_each_option_is_checked_where_the_backend_declares_it(key, bad, message):
+    with pytest.raises(ConfigError) as error:
+        checked(option_specs(key), bad, "p.yaml", key + ".")
+    assert message in str(error.value)
+
+
+@pytest.mark.parametrize("xnnpack,delegated", [(True, True), (False, False)])
+def test_tflite_xnnpack_switch_reaches_the_real_interpreter(xnnpack, delegated):
+    from agent.backends.tflite import probe
+    if probe() is not None:   # Python 3.6: no TFLite runtime for x86_64 (Makefile test-py36)
+        pytest.skip(probe())
+    # given the real runtime; it says on stderr when it applies its XNNPACK delegate
+    code = ("from agent.backends.tflite import TFLiteBackend; import numpy as np;"
+            "b = TFLiteBackend.from_options(%r, {'xnnpack': %r}, 'p.yaml');"
+            "b.infer(np.zeros((1, 128, 128, 3), np.float32)); print('ran')" % (FACE_TFLITE, xnnpack))
+    done = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=120)
+    # then the model runs either way, with XNNPACK only when asked for
+    assert done.returncode == 0 and done.stdout.strip() == "ran", done.stderr
+    assert ("XNNPACK delegate" in done.stderr) == delegated, done.stderr
