@@ -5,6 +5,9 @@ Live sources hand over through a one-frame slot: a newer frame replaces an unpro
 small blocking queue, so every frame is processed. A crash in any thread is logged once with its
 traceback and stops the whole pipeline; the service turns it into a non-zero exit.
 
+Results travel to the output thread without their frame's pixels: only the snapshot tap (the
+`observe` hook) keeps the newest frame, so a lagging output never holds a queue of frames.
+
 Each thread notes when it started its current blocking step (a read, an inference, an emit), so
 the service can tell a pipeline that waits for frames from one that hangs (stuck_stage()).
 """
@@ -16,7 +19,9 @@ import time
 from typing import Callable, Dict, Optional
 
 from .errors import EdgeAgentError
-from .inference import WholeFrame
+import numpy as np
+
+from .inference import Inferred, WholeFrame
 from .stats import PipelineStats
 from .types import Frame, FrameResult, Source
 
@@ -24,6 +29,7 @@ log = logging.getLogger(__name__)
 
 _END = object()       # end of stream marker, travels behind the last frame
 _POLL_S = 0.2
+RESULTS_QUEUE = 4     # inferred frames waiting for decode/output: smooths jitter, bounds memory
 
 
 class LatestSlot:
@@ -67,7 +73,9 @@ class PipelineRunner:
         # live: a replaced frame would free its tensor out of order, so preprocess on inference
         self._prepare_in_capture = not source.live
         self._emit = emit
-        self._observe = observe
+        # observe: a SnapshotTap (frame_seen + record) or a plain (frame, result) callable
+        self._seen = getattr(observe, "frame_seen", None)
+        self._observe = getattr(observe, "record", observe)
         self.stats = stats
         self._max_frames = max_frames
         self._stop = threading.Event()
@@ -75,7 +83,7 @@ class PipelineRunner:
         self.error = None              # type: Optional[BaseException]
         self.end_reason = None         # type: Optional[str]  stopped | max_frames | source_ended
         self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
-        self._results = queue.Queue(maxsize=64)
+        self._results = queue.Queue(maxsize=RESULTS_QUEUE)
         self._busy_since = {}          # type: Dict[str, float]   stage -> monotonic start
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=name, daemon=True)
                          for name, fn in (("capture", self._capture), ("inference", self._infer),
@@ -164,8 +172,19 @@ class PipelineRunner:
             if not self._prepare_in_capture:
                 item = self.inference.prepare(item)
             inferred = self._step("inference", self.inference.infer, item)
-            self._put(self._results, inferred)
+            self._put(self._results, self._without_pixels(inferred))
         self._put(self._results, _END)
+
+    def _without_pixels(self, inferred):
+        """Hand the frame to the tap; the results queue gets a pixel-less copy of it."""
+        if not isinstance(inferred, Inferred):
+            return inferred       # a plain frame -> result callable: nothing big travels on
+        frame = inferred.prepared.frame
+        if self._seen is not None:
+            self._seen(frame)
+        bare = Frame(np.empty((frame.height, frame.width, 0), np.uint8), frame.index, frame.ts,
+                     frame.mono)
+        return inferred._replace(prepared=inferred.prepared._replace(frame=bare))
 
     def _output(self) -> None:
         while True:
