@@ -287,8 +287,8 @@ class Service:
         _close_quietly(self._backend)
         unstored = self.outputs.unstored if self.outputs is not None else 0
         if unstored and code == 0:    # never a clean exit with results lost (docs/outbox.md)
-            log.error("%d results could not be stored (disk full?); exiting with %d", unstored,
-                      OutputError.exit_code)
+            log.error("%d results could not be stored (outbox storage failed); exiting with %d",
+                      unstored, OutputError.exit_code)
             code = OutputError.exit_code
         log.info("stopped (exit %d)", code)
         sys.stdout.flush()

@@ -97,6 +97,10 @@ def open_db(path: str) -> sqlite3.Connection:
             raise OutputError("outbox %s: SQLite refused WAL mode (got %s); put outbox.path on a "
                               "local file system" % (path, mode))
         db.execute("PRAGMA synchronous=FULL")
+        # a small WAL: checkpointed every ~400 KB and cut back after, so a small state
+        # partition is not eaten by a WAL of old pages
+        db.execute("PRAGMA wal_autocheckpoint=100")
+        db.execute("PRAGMA journal_size_limit=%d" % (1024 * 1024))
         for statement in SCHEMA:
             db.execute(statement)
         return db
