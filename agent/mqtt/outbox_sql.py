@@ -39,7 +39,8 @@ def open_checked(path: str) -> Tuple[sqlite3.Connection, Optional[dict]]:
         try:
             return _check(open_db(path), path), None
         except Corrupt as why:
-            return open_db(path), move_aside(path, str(why))
+            moved = move_aside(path, str(why))
+            return _check(open_db(path), path), moved
     return _check(open_db(path), path), None
 
 
@@ -72,7 +73,10 @@ def _check(db: sqlite3.Connection, path: str) -> sqlite3.Connection:
 
 def move_aside(path: str, reason: str) -> dict:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = "%s.corrupt-%s" % (path, stamp)
+    target, n = "%s.corrupt-%s" % (path, stamp), 1
+    while os.path.exists(target):
+        n += 1
+        target = "%s.corrupt-%s-%d" % (path, stamp, n)
     for suffix in ("", "-wal"):
         if os.path.exists(path + suffix):
             os.replace(path + suffix, target + suffix)
