@@ -53,6 +53,7 @@ class AgentConfig:
     commands_enabled: bool
     log_level: str
     log_json: bool
+    commands_pipeline_dir: Optional[str] = None   # set_pipeline may also pick files from here
 
 
 def load_config(path: Optional[str]) -> AgentConfig:
@@ -70,7 +71,7 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
     if backend is not None:
         need_choice(backend, BACKEND_KEYS, path, "backend")
     log = _section(data, "log", ("level", "json"), path)
-    commands = _section(data, "commands", ("enabled",), path)
+    commands = _section(data, "commands", ("enabled", "pipeline_dir"), path)
     return AgentConfig(
         path=path,
         device_id=_device_id(device.get("id"), path),
@@ -87,7 +88,8 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
         camera=_camera(_section(data, "camera", ("stall_timeout_s", "loop"), path), path),
         commands_enabled=need_bool(commands.get("enabled", False), path, "commands.enabled"),
         log_level=need_choice(log.get("level", "info"), LOG_LEVELS, path, "log.level"),
-        log_json=need_bool(log.get("json", False), path, "log.json"))
+        log_json=need_bool(log.get("json", False), path, "log.json"),
+        commands_pipeline_dir=_opt_str(commands, "pipeline_dir", path, "commands."))
 
 
 def _section(data: Mapping, key: str, allowed, path: str) -> Mapping:

@@ -94,7 +94,8 @@ class Outputs:
         snapshot_topic = settings.topic(device, "snapshot")
         handler = build_command_handler(
             latest_frame, lambda jpeg: self.publisher.send_now(snapshot_topic, jpeg, qos=0),
-            request_reload, lambda data: self.publisher.send_now(reply_topic, data, qos=1))
+            request_reload, lambda data: self.publisher.send_now(reply_topic, data, qos=1),
+            getattr(self.config, "commands_pipeline_dir", None))
         topic = self.subscribe("command", handler.on_message)
         log.info("remote commands enabled on %s", topic)
         return topic
