@@ -12,6 +12,8 @@ Each thread notes when it started its current blocking step (a read, an inferenc
 the service can tell a pipeline that waits for frames from one that hangs (stuck_stage()).
 """
 
+import ctypes
+import ctypes.util
 import logging
 import queue
 import threading
@@ -30,6 +32,15 @@ log = logging.getLogger(__name__)
 _END = object()       # end of stream marker, travels behind the last frame
 _POLL_S = 0.2
 RESULTS_QUEUE = 4     # inferred frames waiting for decode/output: smooths jitter, bounds memory
+
+
+def release_freed_memory() -> None:
+    """glibc keeps freed memory (an old model's arena, old frames) mapped unless asked;
+    malloc_trim(0) returns it, so reloads leave RSS flat. A no-op off glibc."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        log.debug("malloc_trim not available here")
 
 
 class LatestSlot:
@@ -90,6 +101,7 @@ class PipelineRunner:
                                           ("output", self._output))]
 
     def start(self) -> None:
+        release_freed_memory()    # what a previous pipeline (a reload) freed goes back to the OS
         for thread in self._threads:
             thread.start()
 
