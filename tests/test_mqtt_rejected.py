@@ -84,3 +84,35 @@ def test_acl_denied_results_are_counted_where_the_protocol_can_tell(tmp_path, ac
     finally:
         publisher.stop(5)
         watcher.close()
+
+
+@pytest.mark.parametrize("protocol", ["3.1.1", "5"])
+def test_a_result_the_broker_disconnects_on_is_counted_and_does_not_block_the_rest(
+        tmp_path, protocol):
+    # given a broker that closes the connection of a client sending a packet over 1000 bytes
+    broker = Broker(tmp_path / "broker", conf_extra="max_packet_size 1000")
+    broker.start()
+    watcher = Subscriber(broker.port, RESULTS, client_id="dash-size")
+    settings = MqttSettings.from_dict({"host": "127.0.0.1", "port": broker.port,
+                                       "protocol": protocol,
+                                       "reconnect": {"initial_s": 0.05, "max_s": 0.2}}, "t.yaml")
+    publisher = Publisher(MqttLink(settings, DEVICE, lambda state: b"{}"),
+                          Outbox(str(tmp_path / "outbox.sqlite"), commit_interval_ms=50))
+    publisher.start()
+    try:
+        assert publisher._link.wait_connected(10)
+        # when one result is too large for it, between small ones
+        small = [publisher.submit(RESULTS, b'{"seq": %d}' % n) for n in range(5)]
+        big = publisher.submit(RESULTS, b"x" * 3000)
+        later = [publisher.submit(RESULTS, b'{"seq": %d}' % n) for n in range(5, 10)]
+        # then every small one arrives, the big one is counted as rejected and deleted
+        assert watcher.wait_for(lambda msgs: len({m.payload for m in msgs}) >= 10, timeout_s=60)
+        assert b"x" * 3000 not in [m.payload for m in watcher.received()]
+        assert publisher.flush(30)
+        stats = publisher.stats()
+        assert stats["rejected"] == 1 and "closed the connection" in stats["last_reject_reason"]
+        assert stats["pending"] == 0 and len(small + later) == 10 and big not in small + later
+    finally:
+        publisher.stop(5)
+        watcher.close()
+        broker.stop()

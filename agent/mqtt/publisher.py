@@ -10,7 +10,11 @@ Refused results: an MQTT 5 broker answers a denied publish with a PUBACK reason 
 result is counted in `rejected` (health: outbox.rejected, outbox.last_reject_reason), logged
 loudly, and deleted (resending would be refused the same way). MQTT 3.1.1 has no such reason:
 Mosquitto PUBACKs a denied QoS 1 publish like any other and drops it, so nothing here can count
-it; docs/outbox.md says how to notice.
+it; docs/outbox.md says how to notice. What both protocols show is a broker that closes the
+connection on a result (an over-size packet, or a broker whose ACL disconnects): a result that
+is the oldest one in flight at POISON_DROPS lost connections in a row is counted as rejected
+and deleted, so it cannot block every result behind it. Results paho refuses to send (an
+invalid topic) are counted the same way.
 """
 
 import collections
@@ -29,6 +33,7 @@ _REFILL_AT = 200     # free window slots that make a refill worth one query
 _WAKE_EVERY = 50     # PUBACKs that wake the sender (and the last ones always)
 _STATUS_ROOM = 4     # in-flight slots left for status/health within the broker's receive maximum
 REJECT_LOG_INTERVAL_S = 60.0
+POISON_DROPS = 3     # lost connections in a row with the same oldest result in flight
 REASONS = {0x80: "unspecified error", 0x83: "implementation specific error",
            0x87: "not authorized", 0x90: "topic name invalid", 0x91: "packet identifier in use",
            0x97: "quota exceeded", 0x99: "payload format invalid"}
@@ -44,6 +49,7 @@ class Publisher:
         self.rejected = 0                      # PUBACKs with an MQTT 5 failure reason (ACL)
         self.last_reject_reason = None         # type: Optional[str]
         self._reject_logged_at = -REJECT_LOG_INTERVAL_S
+        self._suspect = (0, 0)                 # (seq oldest in flight at lost connections, count)
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
@@ -137,13 +143,13 @@ class Publisher:
                 continue          # status/health, or a connection we already gave up on
             done.append(seq)
             if code >= 0x80:
-                self._rejected(seq, code)
+                self._rejected(seq, "%s (0x%02X)" % (REASONS.get(code, "refused"), code))
         if done:
             self._outbox.ack_many(done)
 
-    def _rejected(self, seq: int, code: int) -> None:
+    def _rejected(self, seq: int, reason: str) -> None:
         self.rejected += 1
-        self.last_reject_reason = "%s (0x%02X)" % (REASONS.get(code, "refused"), code)
+        self.last_reject_reason = reason
         now = time.monotonic()
         if now - self._reject_logged_at >= REJECT_LOG_INTERVAL_S:
             self._reject_logged_at = now
@@ -152,9 +158,24 @@ class Publisher:
                       self._link.address, seq, self.last_reject_reason, self.rejected,
                       self._link.settings.username, self._link.settings.prefix)
 
+    def _connection_lost_with(self, inflight) -> None:
+        """A connection ended with results unacknowledged: the same oldest one every time
+        means the broker drops the connection because of it."""
+        if not inflight:
+            return
+        oldest = min(inflight)
+        count = self._suspect[1] + 1 if self._suspect[0] == oldest else 1
+        self._suspect = (oldest, count)
+        if count >= POISON_DROPS:
+            self._suspect = (0, 0)
+            self._outbox.ack(oldest)
+            self._rejected(oldest, "the broker closed the connection each time it was sent (%d "
+                                   "times; too large for it, or denied)" % count)
+
     def _send_more(self) -> None:
         generation = self._link.generation
         if generation != self._generation:       # new connection: resend from the oldest
+            self._connection_lost_with(self._inflight.values())
             self._generation, self._cursor = generation, 0
             self._inflight.clear()
         limit = self._window
@@ -173,6 +194,7 @@ class Publisher:
                     log.error("mqtt: result seq %d on %r cannot be published (%s); dropped",
                               message.seq, message.topic, why)
                     self._outbox.ack(message.seq)
+                    self._rejected(message.seq, "not sendable: %s" % why)
                     self._cursor = message.seq
                     continue
                 if sent is None or sent[0] != generation:
