@@ -34,13 +34,35 @@ _POLL_S = 0.2
 RESULTS_QUEUE = 4     # inferred frames waiting for decode/output: smooths jitter, bounds memory
 
 
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def limit_malloc_arenas() -> None:
+    """glibc gives threads their own malloc arenas (up to 8 per core); every reload starts new
+    pipeline threads, and freed model and frame memory scattered over many arenas is never
+    reused: RSS climbed with each reload. Two arenas keep it flat (bench_memory.py). Called at
+    import, before the agent starts its threads; a no-op off glibc."""
+    try:
+        _libc().mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        log.debug("mallopt not available here")
+
+
 def release_freed_memory() -> None:
     """glibc keeps freed memory (an old model's arena, old frames) mapped unless asked;
-    malloc_trim(0) returns it, so reloads leave RSS flat. A no-op off glibc."""
+    malloc_trim(0) returns it to the system. A no-op off glibc."""
     try:
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+        _libc().malloc_trim(0)
     except (OSError, AttributeError):
         log.debug("malloc_trim not available here")
+
+
+limit_malloc_arenas()
 
 
 class LatestSlot:

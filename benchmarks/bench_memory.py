@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/bench_memory.py [--frames 300] [--reloads 24]
 
 runtime-only: a Python process that imports numpy and ONNX Runtime, loads the face-detect
-              model and runs it on --frames prepared tensors: what the model alone costs.
+              model with the agent profile's options (threads 0) and runs it on --frames
+              tensors: what the model alone costs.
 agent:        `python -m agent run` on the same model (face-detect, ONNX Runtime) over the sample
               clip, publishing through its outbox to a local Mosquitto, for --frames frames.
 reloads:      the agent on the looped clip, sent SIGHUP --reloads times (each waits for results
@@ -28,7 +29,8 @@ from broker import Broker  # noqa: E402
 TARGET_EXTRA_MB = 40.0
 RUNTIME_ONLY = r"""
 import sys, numpy as np, onnxruntime
-options = onnxruntime.SessionOptions(); options.intra_op_num_threads = 1
+options = onnxruntime.SessionOptions(); options.intra_op_num_threads = int(sys.argv[3])
+options.log_severity_level = 3
 session = onnxruntime.InferenceSession(sys.argv[1], sess_options=options,
                                        providers=["CPUExecutionProvider"])
 inp = session.get_inputs()[0]
@@ -61,7 +63,8 @@ def env():
 
 def runtime_only_mb(frames: int) -> float:
     model = os.path.join(ROOT, "models", "face_detection_short_range.onnx")
-    out = subprocess.check_output([sys.executable, "-c", RUNTIME_ONLY, model, str(frames)],
+    # the same runtime options as the agent's generic profile: every core (threads 0)
+    out = subprocess.check_output([sys.executable, "-c", RUNTIME_ONLY, model, str(frames), "0"],
                                   env=env())
     return int(out.split()[-1]) / 1024.0
 
