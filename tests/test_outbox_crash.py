@@ -77,16 +77,19 @@ def test_sigkill_within_5_ms_of_a_printed_result_loses_nothing_and_never_reuses_
     config = write_config(tmp_path, broker.port)
     log_path = str(tmp_path / "agent.log")
     rng = random.Random(7)
-    runs = []
-    # when the agent is SIGKILLed right after its k-th printed result, 20 times over
-    for _ in range(TRIALS):
+    runs, quick = [], 0
+    # when the agent is SIGKILLed right after its k-th printed result, 20 times over (a kill
+    # this busy machine delayed past 5 ms does not count as a trial, but its results must
+    # arrive all the same)
+    while quick < TRIALS and len(runs) < 3 * TRIALS:
         printed, gap = kill_after(start(config, sample_video, log_path), rng.randint(1, 6))
         assert printed, open(log_path).read()[-3000:]
-        assert gap < 0.005
+        quick += gap < 0.005
         runs.append(printed)
+    assert quick == TRIALS
     # then every run had its own boot_id, and its seqs lie above all earlier ones
     boots = [run[0]["boot_id"] for run in runs]
-    assert len(set(boots)) == TRIALS
+    assert len(set(boots)) == len(runs)
     for run, boot in zip(runs, boots):
         assert {p["boot_id"] for p in run} == {boot}
     seqs = [[p["seq"] for p in run] for run in runs]

@@ -1,11 +1,15 @@
 """The outbox's append-only journal: each result is written here (one write(), no fsync) before
 put() returns, so a SIGKILL cannot take it: the kernel already has the bytes. The writer thread
-later commits the rows to SQLite (fsync'd, batched) and then deletes the journal file that held
-them; a restart replays whatever journal files are left.
+later fsyncs it (batched), moves rows the broker has not acknowledged for a while into SQLite,
+and deletes a journal file once each of its rows is acknowledged or in SQLite; a restart
+replays whatever journal files are left.
 
 Files: <outbox>.journal-<n>, n increasing; the newest one is open for appending. A record:
     u32 body length | u32 crc32(body) | body = i64 seq, u8 qos, f64 created, u16 topic length,
     topic (UTF-8), payload
+The writer fsyncs sealed files once per commit interval: that, not SQLite, is what bounds a
+power cut's loss; rows still unacknowledged after a while move on into SQLite (the backlog),
+so a broker that keeps up costs no SQLite writes at all.
 A power cut can leave a torn or zeroed tail: replay stops at the first record that does not
 check out and says how many bytes it ignored (those results were never fsync'd: within the
 power-cut guarantee of commit_interval_ms).
@@ -60,7 +64,10 @@ class Journal:
         self._number = max(self.numbers() or [0])
         self._fd = None              # type: Optional[int]
         self._size = 0
-        self.sealed = []             # type: List[int]   older files whose rows are not committed
+        self._hi = 0                 # highest seq in the current file
+        self._unsynced = []          # type: List[int]   fds of sealed files not fsync'd yet
+        self._new_files = False      # a file was created since the last sync (its dir entry)
+        self.sealed = []             # type: List[Tuple[int, int]]  (file number, highest seq)
 
     def numbers(self) -> List[int]:
         found = []
@@ -91,7 +98,7 @@ class Journal:
         rows.sort(key=lambda row: row[0])
         return rows, numbers
 
-    def append(self, record: bytes) -> None:
+    def append(self, record: bytes, seq: int) -> None:
         """One write(); OSError (ENOSPC...) leaves the file as it was before."""
         if self._fd is None:
             self._open_next()
@@ -104,21 +111,43 @@ class Journal:
                 self._cut_back()
             raise
         self._size += written
+        self._hi = seq
 
     def rotate(self) -> None:
-        """Seal the current file (its rows go into the next commit); new records go to a new
+        """Seal the current file (sync_sealed() makes it durable); new records go to a new
         file. A file that cannot be created leaves appends on the current one."""
-        if self._fd is None:
+        if self._fd is None or self._size == 0:
             return
-        old_fd, old_number = self._fd, self._number
+        old_fd, old_number, old_hi = self._fd, self._number, self._hi
         try:
             self._open_next()
         except OSError as why:
             self._fd, self._number = old_fd, old_number
             log.debug("outbox journal: cannot start a new file (%s); appending to the old", why)
             return
-        os.close(old_fd)
-        self.sealed.append(old_number)
+        self._unsynced.append(old_fd)
+        self.sealed.append((old_number, old_hi))
+
+    def sync_sealed(self) -> None:
+        """fsync the sealed files (and their folder, for new names): after this a power cut
+        cannot take their records. OSError goes to the caller."""
+        while self._unsynced:
+            fd = self._unsynced[0]
+            os.fsync(fd)
+            os.close(fd)
+            self._unsynced.pop(0)
+        if self._new_files:
+            folder = os.open(os.path.dirname(os.path.abspath(self._base)), os.O_RDONLY)
+            try:
+                os.fsync(folder)
+            finally:
+                os.close(folder)
+            self._new_files = False
+
+    def remove_upto(self, seq: int) -> None:
+        """Delete the sealed files whose records all have seq <= `seq` (all resolved)."""
+        done = [number for number, hi in self.sealed if hi <= seq]
+        self.remove_sealed(done)
 
     def remove_sealed(self, numbers: List[int]) -> None:
         """Delete files whose rows are committed."""
@@ -129,9 +158,12 @@ class Journal:
                 if not os.path.exists(self.path(number)):
                     continue
                 log.warning("outbox journal %s: cannot delete (%s)", self.path(number), why)
-        self.sealed = [n for n in self.sealed if n not in numbers]
+        self.sealed = [(n, hi) for n, hi in self.sealed if n not in numbers]
 
     def close(self, remove_current: bool) -> None:
+        for fd in self._unsynced:
+            os.close(fd)
+        self._unsynced = []
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
@@ -141,7 +173,7 @@ class Journal:
     def _open_next(self) -> None:
         number = self._number + 1
         self._fd = os.open(self.path(number), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        self._number, self._size = number, 0
+        self._number, self._size, self._new_files = number, 0, True
 
     def _cut_back(self) -> None:
         try:

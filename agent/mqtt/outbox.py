@@ -2,13 +2,16 @@
 
 put() (pipeline thread) writes the result to the journal (one write(), no fsync: the kernel has
 it, so a SIGKILL cannot lose it) and keeps it in RAM, where the sender can publish it at once.
-A writer thread commits the journaled rows and the acks to SQLite (WAL, synchronous=FULL)
-every `commit_interval_ms`, then deletes the journal file; so a power cut loses at most that
-much of what had not reached the broker, and the SD card sees one fsync per interval.
+A writer thread, every `commit_interval_ms`: fsyncs the journal (so a power cut loses at most
+that much of what had not reached the broker, with one fsync per interval for the SD card),
+forgets rows the broker acknowledged, moves rows unacknowledged for MIGRATE_AFTER_S (a broker
+that is down or slow) into SQLite (WAL, synchronous=FULL) with the deletes of acked SQLite rows,
+and deletes journal files whose rows are all resolved. A broker that keeps up thus costs no
+SQLite write at all. flush() and close() move everything into SQLite.
 
 `seq` is per device, strictly increasing, never reused: blocks are reserved ahead on disk
 (seqblock.py). Every payload also carries the process's boot_id; subscribers dedupe on
-(device_id, boot_id, seq). A crash after PUBACK but before the delete commits sends those again.
+(device_id, boot_id, seq). After a crash, results sent but not yet resolved are sent again.
 
 A full disk: a result whose journal write fails is not stored; it is counted exactly in
 `unstored`, `storage` says "full" (health: degraded), "disk full" is logged once per
@@ -37,6 +40,9 @@ Payload = Union[bytes, Callable[[int], bytes]]
 DROP_LOG_INTERVAL_S = 60.0
 STORAGE_LOG_INTERVAL_S = 60.0
 STORAGE_OK, STORAGE_FULL, STORAGE_ERROR = "ok", "full", "error"
+MIGRATE_AFTER_S = 2.0     # unacknowledged this long (broker down or slow): into SQLite
+RAM_ROWS = 20000          # journaled rows kept in RAM at most (a burst the broker lags on);
+RAM_BYTES = 8 * 1024 * 1024   # and their payload bytes; older ones go on into SQLite
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
@@ -67,6 +73,8 @@ class Outbox:
         self._unsaved_bytes = 0
         self._acks = set()                    # type: Set[int]
         self._in_commit = False
+        self._resolved = set()                # type: Set[int]   acked rows dropped from RAM
+        self._flush_all = 0                   # a flush() wants every row in SQLite
         self._journal = jr.Journal(path)
         self._seqs = SeqReservation(path + ".seq")
         self._dropped = self._meta("dropped", 0)
@@ -107,7 +115,7 @@ class Outbox:
                 return None
             row = (seq, topic, data, qos, time.time())
             try:
-                self._journal.append(jr.encode(row))
+                self._journal.append(jr.encode(row), seq)
             except OSError as why:
                 self.unstored += 1
                 self._journal_failing = True
@@ -199,9 +207,10 @@ class Outbox:
         return self._next_seq
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Commit everything put so far; True once it is in SQLite (fsync'd)."""
+        """Commit everything put so far into SQLite; True once it is there (fsync'd)."""
         with self._lock:
             target = self._snapshots + 1
+            self._flush_all = target
         if self._closing and not self._writer.is_alive():
             return not self._unsaved
         self._wake.set()
@@ -258,54 +267,90 @@ class Outbox:
                 return
 
     def _commit(self):
-        """Commit the journaled rows and the acks; (snapshot number or None if it failed,
-        whether rows were added)."""
+        """One writer round: make the journal durable (fsync), drop acked rows from RAM, move
+        rows unacknowledged for MIGRATE_AFTER_S into SQLite with the acks of rows there, then
+        delete journal files whose rows are all resolved. (snapshot number or None if storage
+        failed, whether rows went into SQLite)."""
         with self._put_lock:      # no record is half-way into the journal while it rotates
             with self._lock:
                 self._snapshots += 1
-                snapshot, count = self._snapshots, len(self._unsaved)
-                rows, acks, next_seq = self._unsaved[:count], set(self._acks), self._next_seq
-                self._in_commit = bool(rows or acks)
-            if not rows and not acks:
-                return snapshot, False
-            if rows:
-                self._journal.rotate()
-            sealed = list(self._journal.sealed)
+                snapshot, acks = self._snapshots, set(self._acks)
+                everything = self._closing or self._flush_all >= snapshot
+                self._resolve_acked(acks)
+                moving = self._to_migrate(everything)
+                self._in_commit = True
+                next_seq = self._next_seq
+            self._journal.rotate()
         try:
-            with self._db_lock:
-                total, size, dropped = self._write(rows, acks, next_seq)
+            try:
+                self._journal.sync_sealed()
+            except OSError as why:
+                raise sqlite3.OperationalError("journal fsync: %s" % why)
+            db_acks = sorted(a for a in acks if a not in self._resolved)
+            if moving or db_acks:
+                with self._db_lock:
+                    total, size, dropped = self._write(moving, db_acks, next_seq)
+            else:
+                total, size, dropped = self._db_count, self._db_bytes, 0
         except sqlite3.Error as why:
             with self._lock:
                 self._in_commit = False
+                self._acks |= set(a for a in acks if a not in self._resolved)
             self._db_failing = True
-            self._storage_failed(why, "commit of %d results" % len(rows))
+            self._storage_failed(why, "commit of %d results" % len(moving))
             return None, False
-        with self._put_lock:
-            self._journal.remove_sealed(sealed)
         with self._lock:
             self._in_commit = False
-            del self._unsaved[:count]
-            del self._unsaved_seqs[:count]
-            self._unsaved_bytes -= sum(len(r[2]) for r in rows)
             self._acks -= acks
+            del self._unsaved[:len(moving)]
+            del self._unsaved_seqs[:len(moving)]
+            self._unsaved_bytes -= sum(len(r[2]) for r in moving)
             self._db_count, self._db_bytes = total, size
             self._dropped += dropped
+            resolved_upto = (self._unsaved_seqs[0] - 1) if self._unsaved_seqs else next_seq - 1
+        self._resolved = set()
+        with self._put_lock:
+            self._journal.remove_upto(resolved_upto)
         if self._db_failing:
             self._db_failing = False
             self._storage_back()
         self._report_drops()
-        return snapshot, bool(rows)
+        return snapshot, bool(moving)
 
-    def _write(self, rows: list, acks: Set[int], next_seq: int):
-        db, keep = self._db, [r for r in rows if r[0] not in acks]   # acked already: skip
-        in_rows = {r[0] for r in rows}
+    def _resolve_acked(self, acks: Set[int]) -> None:
+        """(under _lock) Acked rows still in RAM are done: they never go to SQLite."""
+        if not acks or not self._unsaved:
+            self._resolved = set()
+            return
+        keep = [r for r in self._unsaved if r[0] not in acks]
+        self._resolved = {r[0] for r in self._unsaved if r[0] in acks}
+        self._unsaved = keep
+        self._unsaved_seqs = [r[0] for r in keep]
+        self._unsaved_bytes = sum(len(r[2]) for r in keep)
+        self._acks -= self._resolved
+
+    def _to_migrate(self, everything: bool) -> list:
+        """(under _lock) The oldest rows that go into SQLite now: all of them when closing or
+        flushing, else those unacknowledged for MIGRATE_AFTER_S or beyond RAM_ROWS."""
+        if everything:
+            return list(self._unsaved)
+        old, rows = time.time() - MIGRATE_AFTER_S, self._unsaved
+        count = max(0, len(rows) - RAM_ROWS)
+        extra = self._unsaved_bytes - RAM_BYTES - sum(len(r[2]) for r in rows[:count])
+        while count < len(rows) and (rows[count][4] < old or extra > 0):
+            extra -= len(rows[count][2])
+            count += 1
+        return rows[:count]
+
+    def _write(self, rows: list, db_acks: List[int], next_seq: int):
+        db = self._db
         db.execute("BEGIN IMMEDIATE")
         try:
             added = db.executemany("INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?)",
-                                   keep).rowcount if keep else 0
+                                   rows).rowcount if rows else 0
             count = self._db_count + max(0, added)
-            size = self._db_bytes + sum(len(r[2]) for r in keep)
-            gone, gone_bytes = sql.delete_acked(db, sorted(a for a in acks if a not in in_rows))
+            size = self._db_bytes + sum(len(r[2]) for r in rows)
+            gone, gone_bytes = sql.delete_acked(db, db_acks)
             count, size = count - gone, size - gone_bytes
             dropped, dropped_bytes = sql.drop_oldest(db, count, size, self.max_messages,
                                                      self.max_bytes)
@@ -369,7 +414,7 @@ class Outbox:
         if not fresh:
             self._journal.remove_sealed(numbers)     # all of it was committed before
         else:
-            self._journal.sealed = list(numbers)
+            self._journal.sealed = [(number, rows[-1][0]) for number in numbers]
         for row in fresh:
             self._append_unsaved(row)
         if rows:
