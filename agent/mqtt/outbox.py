@@ -21,8 +21,6 @@ Caps: beyond `max_messages` or `max_bytes` (payload bytes) the oldest messages a
 and counted exactly in `dropped` (persisted too).
 """
 
-import bisect
-import errno
 import logging
 import sqlite3
 import threading
@@ -32,18 +30,14 @@ from typing import Callable, Iterable, List, NamedTuple, Optional, Set, Union
 from ..errors import OutputError
 from . import journal as jr
 from . import outbox_sql as sql
+from .ramrows import MIGRATE_AFTER_S, RamRows  # noqa: F401 (MIGRATE_AFTER_S: the docs)
 from .seqblock import SeqReservation
+from .storage import STORAGE_LOG_INTERVAL_S, STORAGE_OK, StorageState  # noqa: F401 (re-export)
 
 log = logging.getLogger(__name__)
 
 Payload = Union[bytes, Callable[[int], bytes]]
 DROP_LOG_INTERVAL_S = 60.0
-STORAGE_LOG_INTERVAL_S = 60.0
-STORAGE_OK, STORAGE_FULL, STORAGE_ERROR = "ok", "full", "error"
-MIGRATE_AFTER_S = 2.0     # unacknowledged this long (broker down or slow): into SQLite
-RAM_ROWS = 20000          # journaled rows kept in RAM at most (a burst the broker lags on);
-RAM_BYTES = 8 * 1024 * 1024   # and their payload bytes; older ones go on into SQLite
-_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
 class OutboxMessage(NamedTuple):
@@ -68,9 +62,7 @@ class Outbox:
         self._reader_lock = threading.Lock()
         self._put_lock = threading.Lock()     # seq, payload making and the journal (producers)
         self._lock = threading.Lock()         # RAM state below; never held during disk I/O
-        self._unsaved = []                    # type: List[tuple]   journaled, not in SQLite yet
-        self._unsaved_seqs = []               # type: List[int]
-        self._unsaved_bytes = 0
+        self._unsaved = RamRows()             # journaled, not in SQLite yet
         self._acks = set()                    # type: Set[int]
         self._in_commit = False
         self._resolved = set()                # type: Set[int]   acked rows dropped from RAM
@@ -81,11 +73,7 @@ class Outbox:
         self._committed_seq = self._meta("committed_seq", 0)
         self._db_count, self._db_bytes, top = self._totals()
         self._next_seq = max(self._meta("next_seq", 1), top + 1, self._seqs.reserved + 1)
-        self.unstored = 0                     # results that could not be stored (disk full...)
-        self.storage = STORAGE_OK
-        self.storage_error = None             # type: Optional[str]
-        self._journal_failing = self._db_failing = False
-        self._storage_logged_at = -STORAGE_LOG_INTERVAL_S
+        self._storage = StorageState(path)
         self._replay()
         self._seqs.reserve(self._next_seq + self._block() - 1)
         self._drops_logged, self._drops_logged_at = self._dropped, -DROP_LOG_INTERVAL_S
@@ -117,13 +105,10 @@ class Outbox:
             try:
                 self._journal.append(jr.encode(row), seq)
             except OSError as why:
-                self.unstored += 1
-                self._journal_failing = True
-                self._storage_failed(why, "journal write")
+                self._storage.unstored += 1
+                self._storage.failed("journal", why, "journal write")
                 return None
-            if self._journal_failing:
-                self._journal_failing = False
-                self._storage_back()
+            self._storage.worked("journal")
             with self._lock:      # short: the writer and the sender wait on this one
                 self._append_unsaved(row)
                 full = len(self._unsaved) == self._batch     # wake the writer once per batch
@@ -133,14 +118,8 @@ class Outbox:
 
     def _append_unsaved(self, row: tuple) -> None:
         self._unsaved.append(row)
-        self._unsaved_seqs.append(row[0])
-        self._unsaved_bytes += len(row[2])
-        if self._in_commit:
-            return        # the commit's SQL applies the caps; never pop rows it is writing
-        while len(self._unsaved) > self.max_messages or self._unsaved_bytes > self.max_bytes:
-            self._unsaved_bytes -= len(self._unsaved.pop(0)[2])      # only when SQLite fails
-            self._unsaved_seqs.pop(0)
-            self._dropped += 1
+        if not self._in_commit:   # the commit applies the caps; never drop rows it writes
+            self._dropped += self._unsaved.drop_oldest_beyond(self.max_messages, self.max_bytes)
 
     def _count_drops(self, n: int) -> None:
         with self._lock:
@@ -152,9 +131,7 @@ class Outbox:
         committed rows from SQLite, then journaled rows from RAM (no waiting for the commit)."""
         found = []                             # type: List[OutboxMessage]
         with self._lock:      # rows older than the oldest in RAM are all in SQLite
-            start = bisect.bisect_right(self._unsaved_seqs, after_seq)
-            in_ram = self._unsaved[start:start + limit + len(self._acks)]
-            low = self._unsaved_seqs[0] if self._unsaved_seqs else None
+            in_ram, low = self._unsaved.after(after_seq, limit + len(self._acks))
         acked = self._acks
         while len(found) < limit and (low is None or after_seq + 1 < low):
             with self._reader_lock:
@@ -195,7 +172,7 @@ class Outbox:
     @property
     def pending_bytes(self) -> int:
         with self._lock:
-            return self._db_bytes + self._unsaved_bytes
+            return self._db_bytes + self._unsaved.bytes
 
     @property
     def dropped(self) -> int:
@@ -206,13 +183,27 @@ class Outbox:
     def next_seq(self) -> int:
         return self._next_seq
 
+    @property
+    def unstored(self) -> int:
+        """Results that could not be stored at all (full disk, I/O errors) since the start."""
+        return self._storage.unstored
+
+    @property
+    def storage(self) -> str:
+        """"ok", "full" or "error" (health: degraded unless ok)."""
+        return self._storage.state
+
+    @property
+    def storage_error(self) -> Optional[str]:
+        return self._storage.error
+
     def flush(self, timeout_s: float = 10.0) -> bool:
         """Commit everything put so far into SQLite; True once it is there (fsync'd)."""
         with self._lock:
             target = self._snapshots + 1
             self._flush_all = target
         if self._closing and not self._writer.is_alive():
-            return not self._unsaved
+            return not len(self._unsaved)
         self._wake.set()
         with self._committed:
             return self._committed.wait_for(lambda: self._done >= target, timeout_s)
@@ -229,7 +220,7 @@ class Outbox:
         if left:
             log.error("outbox %s: %d results could not be committed at stop (%s); they stay in "
                       "the journal and are stored at the next start", self.path, left,
-                      self.storage_error)
+                      self._storage.error)
         self._journal.close(remove_current=not left)
         self._seqs.reserve(self._next_seq - 1)
         with self._db_lock:
@@ -276,8 +267,9 @@ class Outbox:
                 self._snapshots += 1
                 snapshot, acks = self._snapshots, set(self._acks)
                 everything = self._closing or self._flush_all >= snapshot
-                self._resolve_acked(acks)
-                moving = self._to_migrate(everything)
+                self._resolved = self._unsaved.resolve(acks)
+                self._acks -= self._resolved
+                moving = self._unsaved.to_migrate(everything)
                 self._in_commit = True
                 next_seq = self._next_seq
             self._journal.rotate()
@@ -296,51 +288,21 @@ class Outbox:
             with self._lock:
                 self._in_commit = False
                 self._acks |= set(a for a in acks if a not in self._resolved)
-            self._db_failing = True
-            self._storage_failed(why, "commit of %d results" % len(moving))
+            self._storage.failed("sqlite", why, "commit of %d results" % len(moving))
             return None, False
         with self._lock:
             self._in_commit = False
             self._acks -= acks
-            del self._unsaved[:len(moving)]
-            del self._unsaved_seqs[:len(moving)]
-            self._unsaved_bytes -= sum(len(r[2]) for r in moving)
+            self._unsaved.migrated(moving)
             self._db_count, self._db_bytes = total, size
             self._dropped += dropped
-            resolved_upto = (self._unsaved_seqs[0] - 1) if self._unsaved_seqs else next_seq - 1
+            resolved_upto = self._unsaved.resolved_upto(next_seq)
         self._resolved = set()
         with self._put_lock:
             self._journal.remove_upto(resolved_upto)
-        if self._db_failing:
-            self._db_failing = False
-            self._storage_back()
+        self._storage.worked("sqlite")
         self._report_drops()
         return snapshot, bool(moving)
-
-    def _resolve_acked(self, acks: Set[int]) -> None:
-        """(under _lock) Acked rows still in RAM are done: they never go to SQLite."""
-        if not acks or not self._unsaved:
-            self._resolved = set()
-            return
-        keep = [r for r in self._unsaved if r[0] not in acks]
-        self._resolved = {r[0] for r in self._unsaved if r[0] in acks}
-        self._unsaved = keep
-        self._unsaved_seqs = [r[0] for r in keep]
-        self._unsaved_bytes = sum(len(r[2]) for r in keep)
-        self._acks -= self._resolved
-
-    def _to_migrate(self, everything: bool) -> list:
-        """(under _lock) The oldest rows that go into SQLite now: all of them when closing or
-        flushing, else those unacknowledged for MIGRATE_AFTER_S or beyond RAM_ROWS."""
-        if everything:
-            return list(self._unsaved)
-        old, rows = time.time() - MIGRATE_AFTER_S, self._unsaved
-        count = max(0, len(rows) - RAM_ROWS)
-        extra = self._unsaved_bytes - RAM_BYTES - sum(len(r[2]) for r in rows[:count])
-        while count < len(rows) and (rows[count][4] < old or extra > 0):
-            extra -= len(rows[count][2])
-            count += 1
-        return rows[:count]
 
     def _write(self, rows: list, db_acks: List[int], next_seq: int):
         db = self._db
@@ -374,27 +336,6 @@ class Outbox:
 
     def _block(self) -> int:
         return max(1000, min(100000, self._batch * 10))
-
-    # ---- storage problems ------------------------------------------------------------
-    def _storage_failed(self, why: Exception, what: str) -> None:
-        full = getattr(why, "errno", None) in _FULL_ERRNOS or "full" in str(why).lower()
-        self.storage = STORAGE_FULL if full else STORAGE_ERROR
-        self.storage_error = "%s: %s" % (what, why)
-        now = time.monotonic()
-        if now - self._storage_logged_at >= STORAGE_LOG_INTERVAL_S:
-            self._storage_logged_at = now
-            log.error("outbox %s: %s (%s); %d results not stored so far, committed results are "
-                      "kept; retrying", self.path, "disk full" if full else "storage failing",
-                      self.storage_error, self.unstored)
-
-    def _storage_back(self) -> None:
-        if self._journal_failing or self._db_failing:
-            return
-        if self.storage != STORAGE_OK:
-            log.warning("outbox %s: storing again after %s; %d results were not stored",
-                        self.path, self.storage_error, self.unstored)
-        self.storage, self.storage_error = STORAGE_OK, None
-        self._storage_logged_at = -STORAGE_LOG_INTERVAL_S
 
     def _report_drops(self) -> None:
         """One warning a minute at most while the outbox overflows (long outages)."""
