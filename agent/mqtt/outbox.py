@@ -4,7 +4,7 @@ put() (pipeline thread) writes the result to the journal (one write(), no fsync:
 it, so a SIGKILL cannot lose it) and keeps it in RAM, where the sender can publish it at once.
 A writer thread, every `commit_interval_ms`: fsyncs the journal (so a power cut loses at most
 that much of what had not reached the broker, with one fsync per interval for the SD card),
-forgets rows the broker acknowledged, moves rows unacknowledged for MIGRATE_AFTER_S (a broker
+forgets rows the broker acknowledged, moves rows unacknowledged for 2 s (ramrows.py: a broker
 that is down or slow) into SQLite (WAL, synchronous=FULL) with the deletes of acked SQLite rows,
 and deletes journal files whose rows are all resolved. A broker that keeps up thus costs no
 SQLite write at all. flush() and close() move everything into SQLite.
@@ -14,8 +14,8 @@ SQLite write at all. flush() and close() move everything into SQLite.
 (device_id, boot_id, seq). After a crash, results sent but not yet resolved are sent again.
 
 A full disk: a result whose journal write fails is not stored; it is counted exactly in
-`unstored`, `storage` says "full" (health: degraded), "disk full" is logged once per
-STORAGE_LOG_INTERVAL_S, and storing resumes by itself when a write succeeds again.
+`unstored`, `storage` says "full" (health: degraded), "disk full" is logged once a minute
+(storage.py), and storing resumes by itself when a write succeeds again.
 
 Caps: beyond `max_messages` or `max_bytes` (payload bytes) the oldest messages are dropped
 and counted exactly in `dropped` (persisted too).
@@ -30,9 +30,9 @@ from typing import Callable, Iterable, List, NamedTuple, Optional, Set, Union
 from ..errors import OutputError
 from . import journal as jr
 from . import outbox_sql as sql
-from .ramrows import MIGRATE_AFTER_S, RamRows  # noqa: F401 (MIGRATE_AFTER_S: the docs)
+from .ramrows import RamRows
 from .seqblock import SeqReservation
-from .storage import STORAGE_LOG_INTERVAL_S, STORAGE_OK, StorageState  # noqa: F401 (re-export)
+from .storage import StorageState
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ class Outbox:
 
     def _commit(self):
         """One writer round: make the journal durable (fsync), drop acked rows from RAM, move
-        rows unacknowledged for MIGRATE_AFTER_S into SQLite with the acks of rows there, then
+        rows unacknowledged for a while into SQLite with the acks of rows there, then
         delete journal files whose rows are all resolved. (snapshot number or None if storage
         failed, whether rows went into SQLite)."""
         with self._put_lock:      # no record is half-way into the journal while it rotates
