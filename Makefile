@@ -101,6 +101,8 @@ bench: venv models
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_outbox.py
+	$(PY) benchmarks/bench_latency.py
+	$(PY) benchmarks/bench_memory.py
 
 clean:
 	rm -rf $(VENV) $(VENV38) $(VENV36) build dist *.egg-info

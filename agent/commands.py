@@ -1,11 +1,16 @@
 """Remote commands: `<prefix>/<device>/command` JSON {"id", "name", "args"} -> `.../command/reply`
 {"id", "ok", "error"?, "result"?}. Off by default; only allow-listed names; every argument is
 checked before anything changes. Runs on the MQTT network thread, so handlers only note and wake.
+
+Hostile payloads (random bytes, deep nesting, huge or wrongly typed values) get an error reply
+and one log line, never a traceback; refusals are logged at most REFUSAL_LOG_BURST a minute, so
+whoever may publish on the command topic cannot flood the journal.
 """
 
 import json
 import logging
 import re
+import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
 log = logging.getLogger(__name__)
@@ -13,7 +18,9 @@ log = logging.getLogger(__name__)
 REPLY_SCHEMA = "edgeagent/command-reply/1"
 MAX_PAYLOAD_BYTES = 4096
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-_PIPELINE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
+_PIPELINE_ARG = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./-]{0,254}$")
+REFUSAL_LOG_BURST = 10          # refusal log lines per minute at most
+_CHANGES = ("reload", "set_pipeline")     # logged at INFO when done; the rest at DEBUG
 
 # name -> {arg: (type, required)}; anything not listed here is refused
 ARGUMENTS = {
@@ -32,7 +39,9 @@ class CommandError(Exception):
 
 class CommandHandler:
     def __init__(self, handlers: Mapping[str, Handler], reply: Callable[[bytes], None],
-                 check_pipeline: Callable[[str], None]) -> None:
+                 check_pipeline: Callable[[str], Optional[str]]) -> None:
+        # check_pipeline(value) raises when set_pipeline may not use it; it may return what to
+        # load instead (a resolved path), else None
         unknown = set(handlers) - set(ARGUMENTS)
         if unknown:
             raise ValueError("handlers for commands not in the allow-list: %s" % sorted(unknown))
@@ -41,6 +50,7 @@ class CommandHandler:
         self._check_pipeline = check_pipeline
         self.handled = 0
         self.refused = 0
+        self._log_window = (0.0, 0)      # (start of the minute, refusals logged in it)
 
     def on_message(self, topic: str, payload: bytes) -> None:
         command_id = None
@@ -52,32 +62,50 @@ class CommandHandler:
             reply = {"id": command_id, "ok": True}
             if result is not None:
                 reply["result"] = result
-            log.info("command %s (%s) done", name, command_id)
+            log.log(logging.INFO if name in _CHANGES else logging.DEBUG, "command %s (%s) done",
+                    name, command_id)
         except CommandError as why:
             self.refused += 1
             reply = {"id": getattr(why, "command_id", command_id), "ok": False, "error": str(why)}
-            log.info("command refused: %s", why)
+            self._log_refusal("command refused: %s", why)
         except Exception as why:  # a handler bug must not kill the network thread
             self.refused += 1
             reply = {"id": command_id, "ok": False, "error": "internal error: %s" % type(why).__name__}
-            log.exception("command handler failed")
+            self._log_refusal("command handler failed: %s: %s", type(why).__name__, why)
         reply["schema"] = REPLY_SCHEMA
         self._reply(json.dumps(reply, separators=(",", ":")).encode("utf-8"))
 
-    def _validate_values(self, name: str, args: Mapping[str, Any]) -> None:
+    def _log_refusal(self, message: str, *values) -> None:
+        now = time.monotonic()
+        start, count = self._log_window
+        if now - start >= 60.0:
+            if count > REFUSAL_LOG_BURST:
+                log.warning("%d more commands refused in the last minute (not logged one by one)",
+                            count - REFUSAL_LOG_BURST)
+            start, count = now, 0
+        count += 1
+        self._log_window = (start, count)
+        if count <= REFUSAL_LOG_BURST:
+            log.warning(message, *values)
+
+    def _validate_values(self, name: str, args: Dict[str, Any]) -> None:
         if name not in self._handlers:
             raise CommandError("command %r is not enabled on this device" % name)
         if name == "snapshot" and "quality" in args and not 10 <= args["quality"] <= 100:
             raise CommandError("snapshot: args.quality must be between 10 and 100")
         if name == "set_pipeline":
             pipeline = args["pipeline"]
-            if not _PIPELINE_NAME.match(pipeline):
-                raise CommandError("set_pipeline: args.pipeline must be the name of a shipped "
-                                   "pipeline (lowercase letters, digits, - and _)")
+            if not _PIPELINE_ARG.match(pipeline) or ".." in pipeline.split("/"):
+                raise CommandError("set_pipeline: args.pipeline must be a pipeline name (letters, "
+                                   "digits, - and _)")
             try:
-                self._check_pipeline(pipeline)
+                resolved = self._check_pipeline(pipeline)
+            except CommandError:
+                raise
             except Exception as why:  # ConfigError and friends: say why, change nothing
-                raise CommandError("set_pipeline: %s" % why)
+                raise CommandError("set_pipeline: %s" % getattr(why, "detail", why))
+            if resolved is not None:
+                args["pipeline"] = resolved
 
 
 def parse_command(payload: bytes) -> Tuple[Optional[str], str, Dict[str, Any]]:
@@ -85,10 +113,14 @@ def parse_command(payload: bytes) -> Tuple[Optional[str], str, Dict[str, Any]]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise CommandError("payload of %d bytes is over the %d byte limit" % (
             len(payload), MAX_PAYLOAD_BYTES))
+    if not isinstance(payload, (bytes, bytearray)):
+        raise CommandError("payload must be bytes")
     try:
-        message = json.loads(payload.decode("utf-8"))
+        message = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicates)
     except (UnicodeDecodeError, ValueError):
         raise CommandError("payload is not UTF-8 JSON")
+    except RecursionError:
+        raise CommandError("payload is nested too deeply")
     if not isinstance(message, dict):
         raise CommandError("payload must be a JSON object {\"id\", \"name\", \"args\"}")
     command_id = message.get("id")
@@ -100,6 +132,14 @@ def parse_command(payload: bytes) -> Tuple[Optional[str], str, Dict[str, Any]]:
         why.command_id = command_id       # the reply still names the command it refuses
         raise
     return command_id, name, args
+
+
+def _no_duplicates(pairs):
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) != len(keys):
+        raise CommandError("a key appears twice in one object: %r" % sorted(
+            k for k in set(keys) if keys.count(k) > 1)[0][:64])
+    return dict(pairs)
 
 
 def _name_and_args(message: Mapping[str, Any]) -> Tuple[str, Dict[str, Any]]:

@@ -59,6 +59,7 @@ class AgentConfig:
     homeassistant: HomeAssistantSettings = HomeAssistantSettings()
     http: HttpSettings = HttpSettings()
     snapshots: SnapshotSettings = SnapshotSettings()
+    commands_pipeline_dir: Optional[str] = None   # set_pipeline may also pick files from here
 
 
 def load_config(path: Optional[str]) -> AgentConfig:
@@ -76,7 +77,7 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
     if backend is not None:
         need_choice(backend, BACKEND_KEYS, path, "backend")
     log = _section(data, "log", ("level", "json"), path)
-    commands = _section(data, "commands", ("enabled",), path)
+    commands = _section(data, "commands", ("enabled", "pipeline_dir"), path)
     return AgentConfig(
         path=path,
         device_id=_device_id(device.get("id"), path),
@@ -96,7 +97,8 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
         log_json=need_bool(log.get("json", False), path, "log.json"),
         homeassistant=homeassistant_settings(data.get("homeassistant"), path),
         http=http_settings(data.get("http"), path),
-        snapshots=snapshot_settings(data.get("snapshots"), path))
+        snapshots=snapshot_settings(data.get("snapshots"), path),
+        commands_pipeline_dir=_opt_str(commands, "pipeline_dir", path, "commands."))
 
 
 def _section(data: Mapping, key: str, allowed, path: str) -> Mapping:

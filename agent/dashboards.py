@@ -61,20 +61,16 @@ class Dashboards:
     def sink(self, sink):
         return self.latest.wrap(sink) if self.app is not None else sink
 
-    def observer(self, record: Callable) -> Callable:
+    def observer(self, tap):
+        """The pipeline's observe hook: the snapshot tap, then the dashboards' observers. Results
+        reach the output thread without pixels; the tap restores them, so the observers get the
+        frame the tap paired with the result."""
         extra = [fn for fn in (self._observe_metrics if self.app is not None else None,
                                self.snapshots.observe if self.snapshots is not None else None,
                                self._observe_occupancy if self.config.homeassistant.discovery
                                else None)
                  if fn is not None]
-        if not extra:
-            return record
-
-        def observe(frame, result) -> None:
-            record(frame, result)
-            for fn in extra:
-                fn(frame, result)
-        return observe
+        return TapThen(tap, extra) if extra else tap
 
     def pipeline_started(self, plan, backend, source, health) -> None:
         if self.app is not None:
@@ -172,3 +168,22 @@ def _temperature_names(profile) -> List[str]:
         return [name for name, _ in profile.thermal]
     from .sensors import read_temperatures
     return sorted(read_temperatures())
+
+
+class TapThen:
+    """A SnapshotTap followed by more (frame, result) observers, for PipelineRunner's observe."""
+
+    def __init__(self, tap, observers: List[Callable]) -> None:
+        self._tap = tap
+        self._observers = observers
+
+    def frame_seen(self, frame) -> None:
+        self._tap.frame_seen(frame)
+
+    def record(self, frame, result) -> None:
+        self._tap.record(frame, result)
+        latest = self._tap.latest()
+        if latest is not None and latest[1] is result:
+            frame = latest[0]
+        for observe in self._observers:
+            observe(frame, result)

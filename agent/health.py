@@ -2,15 +2,16 @@
 
 HealthMonitor runs its own thread: every interval it builds a snapshot and hands it to `send`
 (MQTT send_now: never queued, never in the way of results). The service's state (running,
-degraded, building_engine, camera_lost, stopping) is set from outside."""
+degraded, building_engine, camera_lost, stopping) is set from outside; a running agent whose
+outbox cannot store results (full disk, I/O errors) reports `degraded`."""
 
 import logging
 import threading
 import time
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
-from .reporter import to_json_bytes, utc_iso
+from .reporter import BOOT_ID, to_json_bytes, utc_iso
 from .stats import PipelineStats
 
 log = logging.getLogger(__name__)
@@ -27,13 +28,14 @@ class HealthSnapshot:
     fps: Dict[str, float]
     latency_ms: Dict[str, Dict[str, float]]
     camera: Dict[str, object]
-    outbox: Dict[str, int]
+    outbox: Dict[str, object]
     system: Dict[str, object]
     backend: Dict[str, object]
     frames: Dict[str, int]
 
     def to_payload(self, device_id: str) -> Dict[str, object]:
-        return {"schema": HEALTH_SCHEMA, "device_id": device_id, "ts": utc_iso(self.ts),
+        return {"schema": HEALTH_SCHEMA, "device_id": device_id, "boot_id": BOOT_ID,
+                "ts": utc_iso(self.ts),
                 "uptime_s": round(self.uptime_s, 1), "state": self.state, "fps": self.fps,
                 "latency_ms": self.latency_ms, "camera": self.camera, "outbox": self.outbox,
                 "system": self.system, "backend": self.backend, "frames": self.frames}
@@ -52,7 +54,7 @@ class HealthMonitor:
 
     def __init__(self, device_id: str, interval_s: float, stats: PipelineStats,
                  sensors, send: Callable[[bytes], object],
-                 outbox_stats: Callable[[], Dict[str, int]],
+                 outbox_stats: Callable[[], Dict[str, object]],
                  backend_info: Dict[str, object]) -> None:
         self.device_id = device_id
         self.interval_s = interval_s
@@ -75,7 +77,10 @@ class HealthMonitor:
         if self._thread.is_alive():
             self._thread.join(2.0)
 
-    def effective_state(self) -> str:
+    def effective_state(self, outbox: Optional[Dict[str, object]] = None) -> str:
+        if self.state == "running" and outbox is not None and \
+                outbox.get("storage", "ok") != "ok":
+            return "degraded"
         if self.state == "running" and self.source is not None:
             cam = getattr(self.source, "state", "running")
             if cam == "camera_lost":
@@ -85,12 +90,13 @@ class HealthMonitor:
     def snapshot(self) -> HealthSnapshot:
         source_dropped = int(getattr(self.source, "dropped", 0) or 0)
         fps = self.stats.fps()
+        outbox = self._outbox_stats()
         return HealthSnapshot(
             ts=time.time(), uptime_s=time.monotonic() - self._started,
-            state=self.effective_state(), fps=fps, latency_ms=self.stats.latency(),
+            state=self.effective_state(outbox), fps=fps, latency_ms=self.stats.latency(),
             camera=camera_state(self.source) if self.source is not None else
             {"state": "none", "reconnects": 0, "stalls": 0},
-            outbox=self._outbox_stats(), system=self.sensors.read(),
+            outbox=outbox, system=self.sensors.read(),
             backend=self.backend_info,
             frames={"captured": self.stats.captured, "processed": self.stats.processed,
                     "dropped": self.stats.dropped + source_dropped})

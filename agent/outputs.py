@@ -66,10 +66,17 @@ class Outputs:
         if self.publisher is not None:
             self.publisher.send_now(self.health_topic, payload, qos=0)
 
-    def stats(self) -> Dict[str, int]:
+    def stats(self) -> Dict[str, object]:
         if self.publisher is None:
-            return {"pending": 0, "dropped": 0, "bytes": 0}
+            return {"pending": 0, "dropped": 0, "bytes": 0, "unstored": 0, "storage": "ok",
+                    "storage_error": None, "rejected": 0, "last_reject_reason": None,
+                    "recovered": None}
         return self.publisher.stats()
+
+    @property
+    def unstored(self) -> int:
+        """Results that could not be stored (full disk): a non-zero exit at stop."""
+        return int(self.stats()["unstored"])
 
     def stop(self, drain_timeout_s: float) -> None:
         if self.publisher is not None:
@@ -87,7 +94,8 @@ class Outputs:
         snapshot_topic = settings.topic(device, "snapshot")
         handler = build_command_handler(
             latest_frame, lambda jpeg: self.publisher.send_now(snapshot_topic, jpeg, qos=0),
-            request_reload, lambda data: self.publisher.send_now(reply_topic, data, qos=1))
+            request_reload, lambda data: self.publisher.send_now(reply_topic, data, qos=1),
+            getattr(self.config, "commands_pipeline_dir", None))
         topic = self.subscribe("command", handler.on_message)
         log.info("remote commands enabled on %s", topic)
         return topic

@@ -5,10 +5,15 @@ Live sources hand over through a one-frame slot: a newer frame replaces an unpro
 small blocking queue, so every frame is processed. A crash in any thread is logged once with its
 traceback and stops the whole pipeline; the service turns it into a non-zero exit.
 
+Results travel to the output thread without their frame's pixels: only the snapshot tap (the
+`observe` hook) keeps the newest frame, so a lagging output never holds a queue of frames.
+
 Each thread notes when it started its current blocking step (a read, an inference, an emit), so
 the service can tell a pipeline that waits for frames from one that hangs (stuck_stage()).
 """
 
+import ctypes
+import ctypes.util
 import logging
 import queue
 import threading
@@ -16,7 +21,9 @@ import time
 from typing import Callable, Dict, Optional
 
 from .errors import EdgeAgentError
-from .inference import WholeFrame
+import numpy as np
+
+from .inference import Inferred, WholeFrame
 from .stats import PipelineStats
 from .types import Frame, FrameResult, Source
 
@@ -24,6 +31,38 @@ log = logging.getLogger(__name__)
 
 _END = object()       # end of stream marker, travels behind the last frame
 _POLL_S = 0.2
+RESULTS_QUEUE = 4     # inferred frames waiting for decode/output: smooths jitter, bounds memory
+
+
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8
+
+
+def _libc():
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+
+
+def limit_malloc_arenas() -> None:
+    """glibc gives threads their own malloc arenas (up to 8 per core); every reload starts new
+    pipeline threads, and freed model and frame memory scattered over many arenas is never
+    reused: RSS climbed with each reload. Two arenas keep it flat (bench_memory.py). Called at
+    import, before the agent starts its threads; a no-op off glibc."""
+    try:
+        _libc().mallopt(_M_ARENA_MAX, MALLOC_ARENAS)
+    except (OSError, AttributeError):
+        log.debug("mallopt not available here")
+
+
+def release_freed_memory() -> None:
+    """glibc keeps freed memory (an old model's arena, old frames) mapped unless asked;
+    malloc_trim(0) returns it to the system. A no-op off glibc."""
+    try:
+        _libc().malloc_trim(0)
+    except (OSError, AttributeError):
+        log.debug("malloc_trim not available here")
+
+
+limit_malloc_arenas()
 
 
 class LatestSlot:
@@ -67,7 +106,9 @@ class PipelineRunner:
         # live: a replaced frame would free its tensor out of order, so preprocess on inference
         self._prepare_in_capture = not source.live
         self._emit = emit
-        self._observe = observe
+        # observe: a SnapshotTap (frame_seen + record) or a plain (frame, result) callable
+        self._seen = getattr(observe, "frame_seen", None)
+        self._observe = getattr(observe, "record", observe)
         self.stats = stats
         self._max_frames = max_frames
         self._stop = threading.Event()
@@ -75,13 +116,14 @@ class PipelineRunner:
         self.error = None              # type: Optional[BaseException]
         self.end_reason = None         # type: Optional[str]  stopped | max_frames | source_ended
         self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
-        self._results = queue.Queue(maxsize=64)
+        self._results = queue.Queue(maxsize=RESULTS_QUEUE)
         self._busy_since = {}          # type: Dict[str, float]   stage -> monotonic start
         self._threads = [threading.Thread(target=self._guard, args=(fn,), name=name, daemon=True)
                          for name, fn in (("capture", self._capture), ("inference", self._infer),
                                           ("output", self._output))]
 
     def start(self) -> None:
+        release_freed_memory()    # what a previous pipeline (a reload) freed goes back to the OS
         for thread in self._threads:
             thread.start()
 
@@ -164,8 +206,19 @@ class PipelineRunner:
             if not self._prepare_in_capture:
                 item = self.inference.prepare(item)
             inferred = self._step("inference", self.inference.infer, item)
-            self._put(self._results, inferred)
+            self._put(self._results, self._without_pixels(inferred))
         self._put(self._results, _END)
+
+    def _without_pixels(self, inferred):
+        """Hand the frame to the tap; the results queue gets a pixel-less copy of it."""
+        if not isinstance(inferred, Inferred):
+            return inferred       # a plain frame -> result callable: nothing big travels on
+        frame = inferred.prepared.frame
+        if self._seen is not None:
+            self._seen(frame)
+        bare = Frame(np.empty((frame.height, frame.width, 0), np.uint8), frame.index, frame.ts,
+                     frame.mono)
+        return inferred._replace(prepared=inferred.prepared._replace(frame=bare))
 
     def _output(self) -> None:
         while True:

@@ -6,6 +6,7 @@ built by a function of seq that the sink calls."""
 import datetime
 import json
 import logging
+import uuid
 from typing import Callable, Dict, Optional, Tuple
 
 from . import __version__
@@ -15,9 +16,13 @@ log = logging.getLogger(__name__)
 
 RESULT_SCHEMA = "edgeagent/result/1"
 STATUS_SCHEMA = "edgeagent/status/1"
+# New for each process start, in every result and health payload: subscribers dedupe on
+# (device_id, boot_id, seq) (docs/outbox.md)
+BOOT_ID = uuid.uuid4().hex
 Payload = Callable[[int], bytes]
-# sink(make_payload) -> seq ; the MQTT publisher's submit, or a local counter
-Sink = Callable[[Payload], int]
+# sink(make_payload) -> seq, or None when the result could not be stored; the MQTT publisher's
+# submit, or a local counter
+Sink = Callable[[Payload], Optional[int]]
 
 
 def utc_iso(ts: float) -> str:
@@ -36,8 +41,8 @@ class ResultReporter:
     def __init__(self, device_id: str, pipeline: str, model: str, backend: str, sink: Sink,
                  policy: str = "every_frame", interval_s: float = 1.0,
                  echo: Optional[Callable[[bytes], None]] = None) -> None:
-        self._base = {"schema": RESULT_SCHEMA, "device_id": device_id, "pipeline": pipeline,
-                      "model": model, "backend": backend}
+        self._base = {"schema": RESULT_SCHEMA, "device_id": device_id, "boot_id": BOOT_ID,
+                      "pipeline": pipeline, "model": model, "backend": backend}
         self._sink = sink
         self._policy = policy
         self._interval_s = interval_s
@@ -53,17 +58,17 @@ class ResultReporter:
             if self._echo_all:       # --print-all: unpublished frames too, marked so, no seq
                 self._echo(to_json_bytes(dict(self._base, published=False, **self._body(result))))
             return None
-        body = self._body(result)
-        seq = self._sink(lambda s: self._encode(body, s))
+        body, made = self._body(result), []
+        seq = self._sink(lambda s: made.append(self._encode(body, s)) or made[-1])
+        if seq is None:
+            return None               # not stored (counted by the sink): not echoed either
         self.published += 1
+        if self._echo is not None and made:
+            self._echo(made[-1])      # only once stored: what --print shows is never lost
         return seq
 
     def _encode(self, body: Dict, seq: int) -> bytes:
-        payload = dict(self._base, seq=seq, **body)
-        data = to_json_bytes(payload)
-        if self._echo is not None:
-            self._echo(data)
-        return data
+        return to_json_bytes(dict(self._base, seq=seq, **body))
 
     def _wanted(self, result: FrameResult) -> bool:
         if not result.has_results:

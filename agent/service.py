@@ -18,7 +18,7 @@ from .assemble import (Overrides, Plan, build_inference, load_backend, make_plan
                        open_source_for)
 from .config import AgentConfig, load_config
 from .dashboards import Dashboards
-from .errors import EdgeAgentError
+from .errors import EdgeAgentError, OutputError
 from .health import HealthMonitor
 from .lifecycle import (EXIT_CRASH, CrashWatch, KeepAlive, Lifecycle, Signals, StatusLine,
                         dump_stacks_on_fatal_signals,
@@ -103,7 +103,7 @@ class Service:
         except Exception:  # a bug in the main thread: one traceback, then a restartable exit
             log.exception("edgeagent crashed; exiting with %d", EXIT_CRASH)
         finally:
-            self._shutdown(code, drain_s)
+            code = self._shutdown(code, drain_s)
         return code
 
     def _run_pipelines(self) -> int:
@@ -133,9 +133,10 @@ class Service:
         self.outputs.announce("online")
         self._start_health(backend)
         self.health.source = source
-        self._tap = SnapshotTap()
+        if self._tap is None:     # kept across reloads: a snapshot right after one still works
+            self._tap = SnapshotTap()
         self.runner = PipelineRunner(source, inference, reporter, self.stats, self._max_frames,
-                                     observe=self.dashboards.observer(self._tap.record))
+                                     observe=self.dashboards.observer(self._tap))
         self.runner.start()
         self.dashboards.pipeline_started(plan, backend, source, self.health)
         self.health.state = "running"
@@ -280,7 +281,7 @@ class Service:
         return (self.plan.pipeline.name if self.plan else "",
                 self.outputs.backend if self.outputs else "")
 
-    def _shutdown(self, code: int, drain_s: float) -> None:
+    def _shutdown(self, code: int, drain_s: float) -> int:
         self.systemd.send_stopping()
         if self.runner is not None and self.runner.running and drain_s > 0:
             self._stop_runner()
@@ -292,8 +293,14 @@ class Service:
         if self.outputs is not None:
             self.outputs.stop(drain_timeout_s=drain_s)
         _close_quietly(self._backend)
+        unstored = self.outputs.unstored if self.outputs is not None else 0
+        if unstored and code == 0:    # never a clean exit with results lost (docs/outbox.md)
+            log.error("%d results could not be stored (outbox storage failed); exiting with %d",
+                      unstored, OutputError.exit_code)
+            code = OutputError.exit_code
         log.info("stopped (exit %d)", code)
         sys.stdout.flush()
+        return code
 
 
 def _close_quietly(backend) -> None:

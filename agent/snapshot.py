@@ -15,14 +15,27 @@ _BOX_BGR = (0, 200, 255)
 
 
 class SnapshotTap:
-    """Remembers the newest processed frame and its result (the pipeline's observe hook)."""
+    """Remembers the newest frame and the newest result (the pipeline's observe hook): the only
+    place a frame outlives its trip through inference. At most two frames are held: the newest
+    one inferred, and the one paired with the latest result."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._seen = None       # type: Optional[Frame]
         self._latest = None     # type: Optional[Tuple[Frame, FrameResult]]
 
-    def record(self, frame: Frame, result: FrameResult) -> None:
+    def frame_seen(self, frame: Frame) -> None:
+        """The inference thread: the newest frame with its pixels (results travel without)."""
         with self._lock:
+            self._seen = frame
+
+    def record(self, frame: Frame, result: FrameResult) -> None:
+        """The output thread: `frame` may be pixel-less; the pixels come from frame_seen()."""
+        with self._lock:
+            if frame.image.size == 0:
+                if self._seen is None:
+                    return
+                frame = self._seen  # the same frame, or one a few newer when output lags
             self._latest = (frame, result)
 
     def latest(self) -> Optional[Tuple[Frame, FrameResult]]:

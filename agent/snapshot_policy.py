@@ -45,7 +45,7 @@ class SnapshotOnDetection:
         due = sorted({label for label in labels_over(result, self.settings.min_score)
                       if label in wanted and (label not in self._last or
                                               now - self._last[label] >= every)})
-        if not due:
+        if not due or frame.image.size == 0:   # no pixels: the tap has seen no frame yet
             return None
         jpeg = encode_jpeg(annotate(frame.image, result), self.settings.quality)
         if self._publish(jpeg) is False:

@@ -15,7 +15,8 @@ runtime and the agent's backend alike):
 Prints throughput of both, their ratio (target >= 0.95), and the latency the pipeline adds per
 frame: its preprocess + infer + postprocess total minus the raw infer p50 (target p50 <= 3 ms);
 also capture-to-emit latency through the queues. Raw and pipeline runs alternate, --repeats
-times; the best of each is reported (noise only ever slows a run down). Exit code 0.
+times; each pipeline run is paired with the raw run just before it, and the median pair is
+reported (with every pair's ratio), so drift on a busy machine hits both sides alike. Exit 0.
 """
 
 import argparse
@@ -184,21 +185,22 @@ def bench_backend(key: str, spec, video: str, args) -> Dict:
     for _ in range(args.repeats):        # alternate, so drift hits both alike
         raws.append(run_raw(raw_infer, tensors, args.frames, args.warmup))
         pipes.append(run_pipeline(inference, spec, video, args.frames, args.warmup))
-    raw = max(raws, key=lambda r: r["fps"])
-    pipe = max(pipes, key=lambda r: r["fps"])
+    # paired: each pipeline run against the raw run right before it, then the median pair
+    ratios = [q["fps"] / r["fps"] for r, q in zip(raws, pipes)]
+    middle = sorted(range(len(ratios)), key=lambda i: ratios[i])[len(ratios) // 2]
+    raw, pipe = raws[middle], pipes[middle]
     raw_p50 = p(raw["infer_ms"], 50)
     added = pipe["total_ms"] - raw_p50
     return {"key": key, "model": os.path.basename(model), "raw": raw, "pipe": pipe,
-            "ratio": pipe["fps"] / raw["fps"], "added": added,
-            "all_ratios": [q["fps"] / r["fps"] for r, q in zip(raws, pipes)]}
+            "ratio": ratios[middle], "added": added, "all_ratios": ratios}
 
 
 def print_report(results: List[Dict], args, video: str) -> None:
     print("bench_pipeline: pipeline %s (model %s) on %s (640x480 MJPG, looped)" % (
         args.pipeline, results[0]["model"] if results else "-", os.path.basename(video)))
     import cv2
-    print("  %d frames measured after %d warm-up; runtime threads %d on both sides; best of %d "
-          "alternating runs; %d CPU cores (OpenCV decode/resize threads %d)" % (
+    print("  %d frames measured after %d warm-up; runtime threads %d on both sides; median of %d "
+          "paired raw/pipeline runs; %d CPU cores (OpenCV decode/resize threads %d)" % (
               args.frames, args.warmup, args.threads, args.repeats, os.cpu_count() or 0,
               cv2.getNumThreads()))
     for r in results:

@@ -100,3 +100,46 @@ def test_commands_are_off_by_default(tmp_path, broker, sample_video, start_agent
         watcher.close()
     # then nobody answers
     assert replies == []
+
+
+def test_snapshot_right_after_a_reload_and_hostile_payloads_over_mqtt(
+        tmp_path, broker, sample_video, start_agent, schema_validator):
+    # given a running agent with commands enabled
+    watcher = Subscriber(broker.port, "edgeagent/%s/#" % DEVICE, client_id="watcher3")
+    log_path = str(tmp_path / "agent.log")
+    agent = start_agent(["run", "--config", write_config(tmp_path, broker.port), "--source",
+                         "file://%s?loop=1" % sample_video], log_path)
+    hostile = [b"[" * 10000 + b"]" * 10000, b"x" * (2 * 1024 * 1024), os.urandom(3000),
+               b'{"id":"d","name":"ping","args":' + b"[" * 2000 + b"]" * 2000 + b"}",
+               json.dumps({"id": 5, "name": ["ping"], "args": "x"}).encode()] * 20
+    try:
+        wait_running(watcher)
+        # when a reload is done and a snapshot is asked for the moment the new pipeline runs
+        send_commands(broker.port, [json.dumps({"id": "r1", "name": "reload"})])
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            with open(log_path) as handle:
+                if handle.read().count("running face-detect on") >= 2:
+                    break
+            time.sleep(0.005)
+        send_commands(broker.port, [json.dumps({"id": "s1", "name": "snapshot"})] + hostile +
+                      [json.dumps({"id": "p9", "name": "ping"})])
+        assert watcher.wait_for(lambda msgs: sum(m.topic.endswith("/command/reply")
+                                                 for m in msgs) >= 103, 60)
+        replies = [schema_validator.validate("command_reply", m.payload)
+                   for m in watcher.received("/command/reply")]
+        snapshots = watcher.received("/snapshot")
+        alive = agent.poll() is None
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.wait(30)
+        watcher.close()
+    by_id = {r["id"]: r for r in replies}
+    # then the snapshot used the last frame (the tap outlives the reload)
+    assert by_id["s1"]["ok"], by_id["s1"]
+    assert snapshots and snapshots[0].payload[:2] == b"\xff\xd8"
+    # and every hostile payload got a refusal, the agent lived on and logged no traceback
+    assert sum(1 for r in replies if not r["ok"]) == 100
+    assert alive and by_id["p9"]["ok"] and agent.returncode == 0
+    with open(log_path) as handle:
+        assert "Traceback" not in handle.read()

@@ -18,7 +18,8 @@ from agent.types import Classifications, Detections, FrameResult
 TIMING = {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3}
 # The example payloads of CONVENTIONS.md section 1, verbatim where it gives them.
 RESULT_EXAMPLE = {
-    "schema": "edgeagent/result/1", "device_id": "nano-01", "seq": 1234,
+    "schema": "edgeagent/result/1", "device_id": "nano-01",
+    "boot_id": "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7", "seq": 1234,
     "ts": "2026-11-22T23:00:00.123Z", "frame": {"index": 567, "width": 1280, "height": 720},
     "pipeline": "face-detect", "model": "face_detection_short_range", "backend": "tflite",
     "timing_ms": {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3, "total": 10.9},
@@ -31,6 +32,11 @@ REPLY_OK = {"schema": "edgeagent/command-reply/1", "id": "5c1b0f7e", "ok": True,
             "result": {"bytes": 48213}}
 REPLY_ERROR = {"schema": "edgeagent/command-reply/1", "id": "5c1b0f7e", "ok": False,
                "error": "unknown command 'reboot'; allowed: ping, reload, set_pipeline, snapshot"}
+
+
+OUTBOX_STATS = {"pending": 4, "dropped": 0, "bytes": 1200, "unstored": 0, "storage": "ok",
+                "storage_error": None, "rejected": 2, "last_reject_reason": "not authorized (0x87)",
+                "recovered": None}
 
 
 class StillSource:
@@ -62,7 +68,7 @@ def health_monitor(source=None, send=lambda data: None):
         stats.count_captured()
         stats.count_processed(dict(TIMING))
     monitor = HealthMonitor("nano-01", 10.0, stats, SystemSensors(), send,
-                            lambda: {"pending": 4, "dropped": 0, "bytes": 1200},
+                            lambda: dict(OUTBOX_STATS),
                             {"name": "tflite", "precision": "float32", "device": "cpu"})
     monitor.source = source
     monitor.state = "running"
@@ -156,7 +162,7 @@ def replaced(payload, dotted, value):
     return broken
 
 
-@pytest.mark.parametrize("field", ["schema", "device_id", "seq", "ts", "frame", "pipeline",
+@pytest.mark.parametrize("field", ["schema", "device_id", "boot_id", "seq", "ts", "frame", "pipeline",
                                    "model", "backend", "timing_ms", "detections", "frame.index",
                                    "frame.width", "timing_ms.total", "detections.0.box",
                                    "detections.0.score", "detections.0.label",
@@ -170,7 +176,7 @@ def test_result_without_a_required_field_is_rejected(schema_validator, field):
     ("ts", "2026-11-22T23:00:00.123"),           # no Z
     ("ts", "2026-11-22T23:00:00.123+00:00"),     # an offset instead of Z
     ("ts", "2026-11-22 23:00:00.123Z"),
-    ("seq", 0), ("seq", "1234"), ("seq", 12.5),
+    ("seq", 0), ("seq", "1234"), ("seq", 12.5), ("boot_id", "ABC"), ("boot_id", 7),
     ("frame.index", -1), ("device_id", "a/b"), ("backend", "pytorch"),
     ("schema", "edgeagent/result/2"),
     ("detections", []),
@@ -206,10 +212,12 @@ def health_payload():
     return json.loads(json.dumps(payload))
 
 
-@pytest.mark.parametrize("field", ["schema", "device_id", "ts", "uptime_s", "state", "fps",
+@pytest.mark.parametrize("field", ["schema", "device_id", "boot_id", "ts", "uptime_s", "state", "fps",
                                    "latency_ms", "camera", "outbox", "system", "backend",
                                    "fps.dropped", "camera.reconnects", "camera.stalls",
-                                   "outbox.pending", "outbox.bytes", "system.mem_total_mb",
+                                   "outbox.pending", "outbox.bytes", "outbox.unstored",
+                                   "outbox.storage", "outbox.rejected",
+                                   "outbox.last_reject_reason", "system.mem_total_mb",
                                    "backend.name", "backend.precision", "backend.device",
                                    "latency_ms.infer.p95"])
 def test_health_without_a_required_field_is_rejected(schema_validator, health_payload, field):
@@ -218,6 +226,8 @@ def test_health_without_a_required_field_is_rejected(schema_validator, health_pa
 
 @pytest.mark.parametrize("field, value", [("state", "ok"), ("uptime_s", -1),
                                           ("outbox.pending", 1.5), ("system.cpu_percent", None),
+                                          ("boot_id", "not-hex"), ("outbox.storage", "fine"),
+                                          ("outbox.rejected", -1),
                                           ("system.temps_c", {"cpu": "hot"}),
                                           ("backend.name", "torch")])
 def test_health_with_a_wrong_value_is_rejected(schema_validator, health_payload, field, value):

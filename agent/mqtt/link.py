@@ -56,7 +56,8 @@ class MqttLink:
     """Keeps one broker connection up; publishes, subscribes and reports acks to a listener.
 
     The listener (the Publisher) gets link_connected(generation), link_disconnected() and
-    link_published(generation, mid, ok) — on the network thread: they must only note and wake.
+    link_published(generation, mid, reason_code) — on the network thread: they must only note
+    and wake. reason_code >= 0x80 is an MQTT 5 refusal; MQTT 3.1.1 PUBACKs carry none (0).
     """
 
     def __init__(self, settings: MqttSettings, device_id: str, status_payload: StatusPayload) -> None:
@@ -273,7 +274,7 @@ class MqttLink:
         generation = self._generation_of(client)
         if generation is not None and self._listener is not None:
             try:
-                self._listener.link_published(generation, mid, code < 0x80)
+                self._listener.link_published(generation, mid, code)
             except Exception:  # noqa: BLE001
                 log.exception("mqtt: error handling PUBACK")
 

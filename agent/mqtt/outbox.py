@@ -1,31 +1,38 @@
-"""A durable outbox: results wait here (SQLite, WAL) until the broker acknowledged them.
+"""A durable outbox: results wait here until the broker acknowledged them. docs/outbox.md.
 
-Threads: `put()` (pipeline) only appends to a small RAM buffer under a short lock; a writer
-thread commits the buffer and the acks every `commit_interval_ms` (sooner once `batch` of
-either piled up). So the pipeline never waits for disk or network.
+put() (pipeline thread) writes the result to the journal (one write(), no fsync: the kernel has
+it, so a SIGKILL cannot lose it) and keeps it in RAM, where the sender can publish it at once.
+A writer thread, every `commit_interval_ms`: fsyncs the journal (so a power cut loses at most
+that much of what had not reached the broker, with one fsync per interval for the SD card),
+forgets rows the broker acknowledged, moves rows unacknowledged for 2 s (ramrows.py: a broker
+that is down or slow) into SQLite (WAL, synchronous=FULL) with the deletes of acked SQLite rows,
+and deletes journal files whose rows are all resolved. A broker that keeps up thus costs no
+SQLite write at all. flush() and close() move everything into SQLite.
 
-Power-loss guarantee: synchronous=FULL, so every commit is on disk when it returns; a power
-cut or SIGKILL loses at most what was put in the last `commit_interval_ms` (the RAM buffer).
-A crash after PUBACK but before the delete commits sends those messages again: subscribers
-drop duplicates by `seq`.
+`seq` is per device, strictly increasing, never reused: blocks are reserved ahead on disk
+(seqblock.py). Every payload also carries the process's boot_id; subscribers dedupe on
+(device_id, boot_id, seq). After a crash, results sent but not yet resolved are sent again.
 
-`seq` is strictly increasing and survives restarts: the next value lives in the meta table,
-committed with the rows that used the earlier ones. A seq that never reached the disk is
-handed out again after a crash, which is safe: nothing with it was ever published.
+A full disk: a result whose journal write fails is not stored; it is counted exactly in
+`unstored`, `storage` says "full" (health: degraded), "disk full" is logged once a minute
+(storage.py), and storing resumes by itself when a write succeeds again.
 
 Caps: beyond `max_messages` or `max_bytes` (payload bytes) the oldest messages are dropped
-and counted exactly in `dropped` (persisted too). RAM holds at most the buffer, never the backlog.
+and counted exactly in `dropped` (persisted too).
 """
 
-import collections
 import logging
 import sqlite3
 import threading
 import time
-from typing import Callable, Deque, Iterable, List, NamedTuple, Optional, Set, Union
+from typing import Callable, Iterable, List, NamedTuple, Optional, Set, Union
 
 from ..errors import OutputError
+from . import journal as jr
 from . import outbox_sql as sql
+from .ramrows import RamRows
+from .seqblock import SeqReservation
+from .storage import StorageState
 
 log = logging.getLogger(__name__)
 
@@ -49,21 +56,26 @@ class Outbox:
         self.max_messages, self.max_bytes = max_messages, max_bytes
         self._interval = commit_interval_ms / 1000.0
         self._batch = batch
-        self._db = sql.open_db(path)          # the writer's connection
+        self._db, self.recovered = sql.open_checked(path)     # the writer's connection
         self._db_lock = threading.Lock()
         self._reader = sql.open_db(path)      # pending(): WAL lets it read during an fsync
         self._reader_lock = threading.Lock()
-        self._put_lock = threading.Lock()     # seq and payload making (producers)
+        self._put_lock = threading.Lock()     # seq, payload making and the journal (producers)
         self._lock = threading.Lock()         # RAM state below; never held during disk I/O
-        self._buf = collections.deque()       # type: Deque[tuple]
-        self._buf_bytes = 0
+        self._unsaved = RamRows()             # journaled, not in SQLite yet
         self._acks = set()                    # type: Set[int]
-        self._committing = (0, 0, set())      # rows, bytes, acks taken by the running commit
-        self._next_seq, self._dropped = self._meta("next_seq", 1), self._meta("dropped", 0)
-        self._db_count, self._db_bytes, top = self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(seq), 0) "
-            "FROM messages").fetchone()
-        self._next_seq = max(self._next_seq, top + 1)
+        self._in_commit = False
+        self._resolved = set()                # type: Set[int]   acked rows dropped from RAM
+        self._flush_all = 0                   # a flush() wants every row in SQLite
+        self._journal = jr.Journal(path)
+        self._seqs = SeqReservation(path + ".seq")
+        self._dropped = self._meta("dropped", 0)
+        self._committed_seq = self._meta("committed_seq", 0)
+        self._db_count, self._db_bytes, top = self._totals()
+        self._next_seq = max(self._meta("next_seq", 1), top + 1, self._seqs.reserved + 1)
+        self._storage = StorageState(path)
+        self._replay()
+        self._seqs.reserve(self._next_seq + self._block() - 1)
         self._drops_logged, self._drops_logged_at = self._dropped, -DROP_LOG_INTERVAL_S
         self.on_commit = None                 # type: Optional[Callable[[], None]]
         self._snapshots = 0                   # commits started; rows put before one are in it
@@ -75,9 +87,10 @@ class Outbox:
         self._writer.start()
 
     # ---- producer side -------------------------------------------------------------
-    def put(self, topic: str, payload: Payload, qos: int = 1) -> int:
-        """Store a message; `payload` is bytes or make_payload(seq) -> bytes. Returns its seq."""
-        with self._put_lock:      # producers only: the buffer stays in seq order
+    def put(self, topic: str, payload: Payload, qos: int = 1) -> Optional[int]:
+        """Store a message; `payload` is bytes or make_payload(seq) -> bytes. Returns its seq
+        once it is journaled (safe from SIGKILL), or None when it could not be stored."""
+        with self._put_lock:      # producers only: the journal and RAM stay in seq order
             if self._closing:
                 raise OutputError("outbox %s is closed; results after shutdown are not kept" % self.path)
             seq = self._next_seq
@@ -87,17 +100,26 @@ class Outbox:
                 self._count_drops(1)
                 log.warning("outbox: message seq %d of %d bytes exceeds outbox.max_bytes=%d; dropped",
                             seq, len(data), self.max_bytes)
-                return seq
+                return None
+            row = (seq, topic, data, qos, time.time())
+            try:
+                self._journal.append(jr.encode(row), seq)
+            except OSError as why:
+                self._storage.unstored += 1
+                self._storage.failed("journal", why, "journal write")
+                return None
+            self._storage.worked("journal")
             with self._lock:      # short: the writer and the sender wait on this one
-                self._buf.append((seq, topic, data, qos, time.time()))
-                self._buf_bytes += len(data)
-                while len(self._buf) > self.max_messages or self._buf_bytes > self.max_bytes:
-                    self._buf_bytes -= len(self._buf.popleft()[2])
-                    self._dropped += 1
-                full = len(self._buf) == self._batch     # wake the writer once per batch
+                self._append_unsaved(row)
+                full = len(self._unsaved) == self._batch     # wake the writer once per batch
         if full:
             self._wake.set()
         return seq
+
+    def _append_unsaved(self, row: tuple) -> None:
+        self._unsaved.append(row)
+        if not self._in_commit:   # the commit applies the caps; never drop rows it writes
+            self._dropped += self._unsaved.drop_oldest_beyond(self.max_messages, self.max_bytes)
 
     def _count_drops(self, n: int) -> None:
         with self._lock:
@@ -105,19 +127,27 @@ class Outbox:
 
     # ---- sender side ---------------------------------------------------------------
     def pending(self, limit: int, after_seq: int = 0) -> List[OutboxMessage]:
-        """Up to `limit` committed, not yet acked messages with seq > after_seq, oldest first."""
+        """Up to `limit` stored, not yet acked messages with seq > after_seq, oldest first:
+        committed rows from SQLite, then journaled rows from RAM (no waiting for the commit)."""
         found = []                             # type: List[OutboxMessage]
-        while len(found) < limit:
-            acked, in_commit = self._acks, self._committing[2]   # acked, not deleted yet
+        with self._lock:      # rows older than the oldest in RAM are all in SQLite
+            in_ram, low = self._unsaved.after(after_seq, limit + len(self._acks))
+        acked = self._acks
+        while len(found) < limit and (low is None or after_seq + 1 < low):
             with self._reader_lock:
                 rows = self._reader.execute(
-                    "SELECT seq, topic, payload, qos FROM messages WHERE seq > ? ORDER BY seq "
-                    "LIMIT ?", (after_seq, limit - len(found))).fetchall()
+                    "SELECT seq, topic, payload, qos FROM messages WHERE seq > ? AND seq < ? "
+                    "ORDER BY seq LIMIT ?", (after_seq, low or (1 << 62), limit - len(found))
+                ).fetchall()
             if not rows:
                 break
             after_seq = rows[-1][0]
-            found.extend(OutboxMessage._make(r) for r in rows
-                         if r[0] not in acked and r[0] not in in_commit)
+            found.extend(OutboxMessage._make(r) for r in rows if r[0] not in acked)
+        for row in in_ram:
+            if len(found) >= limit:
+                break
+            if row[0] not in acked:
+                found.append(OutboxMessage(row[0], row[1], row[2], row[3]))
         return found
 
     def ack(self, seq: int) -> None:
@@ -137,13 +167,12 @@ class Outbox:
     def pending_count(self) -> int:
         """Messages stored and not acked (exact after each commit)."""
         with self._lock:
-            rows, _, acks = self._committing
-            return max(0, self._db_count + rows + len(self._buf) - len(self._acks) - len(acks))
+            return max(0, self._db_count + len(self._unsaved) - len(self._acks))
 
     @property
     def pending_bytes(self) -> int:
         with self._lock:
-            return self._db_bytes + self._committing[1] + self._buf_bytes
+            return self._db_bytes + self._unsaved.bytes
 
     @property
     def dropped(self) -> int:
@@ -154,24 +183,46 @@ class Outbox:
     def next_seq(self) -> int:
         return self._next_seq
 
+    @property
+    def unstored(self) -> int:
+        """Results that could not be stored at all (full disk, I/O errors) since the start."""
+        return self._storage.unstored
+
+    @property
+    def storage(self) -> str:
+        """"ok", "full" or "error" (health: degraded unless ok)."""
+        return self._storage.state
+
+    @property
+    def storage_error(self) -> Optional[str]:
+        return self._storage.error
+
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Commit everything put so far; True once it is on disk."""
+        """Commit everything put so far into SQLite; True once it is there (fsync'd)."""
         with self._lock:
             target = self._snapshots + 1
+            self._flush_all = target
         if self._closing and not self._writer.is_alive():
-            return True                        # close() committed everything
+            return not len(self._unsaved)
         self._wake.set()
         with self._committed:
             return self._committed.wait_for(lambda: self._done >= target, timeout_s)
 
     def close(self) -> None:
-        """Commit what is buffered, stop the writer, close the database."""
+        """Commit what is journaled, stop the writer, record the exact next seq, close."""
         with self._put_lock:
             if self._closing:
                 return
             self._closing = True
         self._wake.set()
         self._writer.join()
+        left = len(self._unsaved)
+        if left:
+            log.error("outbox %s: %d results could not be committed at stop (%s); they stay in "
+                      "the journal and are stored at the next start", self.path, left,
+                      self._storage.error)
+        self._journal.close(remove_current=not left)
+        self._seqs.reserve(self._next_seq - 1)
         with self._db_lock:
             try:
                 self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -192,6 +243,9 @@ class Outbox:
             except Exception:  # noqa: BLE001 - a dead writer would silently stop all results
                 log.exception("outbox %s: writer round failed; retrying", self.path)
                 snapshot, committed = None, False
+                with self._lock:
+                    self._in_commit = False
+            if snapshot is None and not closing:
                 time.sleep(self._interval)
             with self._committed:
                 if snapshot is not None:   # a failed commit leaves flush() waiting
@@ -199,34 +253,89 @@ class Outbox:
                 self._committed.notify_all()
             if committed and self.on_commit is not None:
                 self.on_commit()
+            self._reserve_ahead()
             if closing:
                 return
 
     def _commit(self):
-        """Write the buffer and the acks; returns (snapshot number or None if it failed,
-        whether rows were added)."""
-        with self._lock:
-            self._snapshots += 1
-            snapshot, rows, acks = self._snapshots, list(self._buf), self._acks
-            if not rows and not acks:
-                return snapshot, False
-            self._buf, self._acks = collections.deque(), set()
-            self._committing = (len(rows), self._buf_bytes, acks)
-            self._buf_bytes = 0
+        """One writer round: make the journal durable (fsync), drop acked rows from RAM, move
+        rows unacknowledged for a while into SQLite with the acks of rows there, then
+        delete journal files whose rows are all resolved. (snapshot number or None if storage
+        failed, whether rows went into SQLite)."""
+        with self._put_lock:      # no record is half-way into the journal while it rotates
+            with self._lock:
+                self._snapshots += 1
+                snapshot, acks = self._snapshots, set(self._acks)
+                everything = self._closing or self._flush_all >= snapshot
+                self._resolved = self._unsaved.resolve(acks)
+                self._acks -= self._resolved
+                moving = self._unsaved.to_migrate(everything)
+                self._in_commit = True
+                next_seq = self._next_seq
+            self._journal.rotate()
         try:
-            with self._db_lock:
-                count, size, dropped = self._write(rows, acks)
+            try:
+                self._journal.sync_sealed()
+            except OSError as why:
+                raise sqlite3.OperationalError("journal fsync: %s" % why)
+            db_acks = sorted(a for a in acks if a not in self._resolved)
+            if moving or db_acks:
+                with self._db_lock:
+                    total, size, dropped = self._write(moving, db_acks, next_seq)
+            else:
+                total, size, dropped = self._db_count, self._db_bytes, 0
         except sqlite3.Error as why:
-            log.error("outbox %s: commit failed (%s); %d messages stay in memory and are retried",
-                      self.path, why, len(rows))
-            self._requeue(rows, acks)
+            with self._lock:
+                self._in_commit = False
+                self._acks |= set(a for a in acks if a not in self._resolved)
+            self._storage.failed("sqlite", why, "commit of %d results" % len(moving))
             return None, False
         with self._lock:
-            self._db_count, self._db_bytes = count, size
+            self._in_commit = False
+            self._acks -= acks
+            self._unsaved.migrated(moving)
+            self._db_count, self._db_bytes = total, size
             self._dropped += dropped
-            self._committing = (0, 0, set())
+            resolved_upto = self._unsaved.resolved_upto(next_seq)
+        self._resolved = set()
+        with self._put_lock:
+            self._journal.remove_upto(resolved_upto)
+        self._storage.worked("sqlite")
         self._report_drops()
-        return snapshot, bool(rows)
+        return snapshot, bool(moving)
+
+    def _write(self, rows: list, db_acks: List[int], next_seq: int):
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            added = db.executemany("INSERT OR IGNORE INTO messages VALUES (?, ?, ?, ?, ?)",
+                                   rows).rowcount if rows else 0
+            count = self._db_count + max(0, added)
+            size = self._db_bytes + sum(len(r[2]) for r in rows)
+            gone, gone_bytes = sql.delete_acked(db, db_acks)
+            count, size = count - gone, size - gone_bytes
+            dropped, dropped_bytes = sql.drop_oldest(db, count, size, self.max_messages,
+                                                     self.max_bytes)
+            with self._lock:
+                total_dropped = self._dropped + dropped
+            committed = max([self._committed_seq] + [r[0] for r in rows])
+            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                           (("next_seq", next_seq), ("dropped", total_dropped),
+                            ("committed_seq", committed)))
+            db.execute("COMMIT")
+        except BaseException:
+            sql.rollback(db)
+            raise
+        self._committed_seq = committed
+        return count - dropped, size - dropped_bytes, dropped
+
+    def _reserve_ahead(self) -> None:
+        upto = self._seqs.needs_more(self._next_seq, self._block())
+        if upto is not None:
+            self._seqs.reserve(upto)
+
+    def _block(self) -> int:
+        return max(1000, min(100000, self._batch * 10))
 
     def _report_drops(self) -> None:
         """One warning a minute at most while the outbox overflows (long outages)."""
@@ -237,36 +346,28 @@ class Outbox:
                         self.max_bytes, total - self._drops_logged, total)
             self._drops_logged, self._drops_logged_at = total, now
 
-    def _write(self, rows: list, acks: Set[int]):
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.executemany("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", rows)
-            count = self._db_count + len(rows)
-            size = self._db_bytes + sum(len(r[2]) for r in rows)
-            gone, gone_bytes = sql.delete_acked(db, sorted(acks))
-            count, size = count - gone, size - gone_bytes
-            dropped, dropped_bytes = sql.drop_oldest(db, count, size, self.max_messages,
-                                                     self.max_bytes)
-            with self._lock:
-                next_seq, total_dropped = self._next_seq, self._dropped + dropped
-            db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
-                           (("next_seq", next_seq), ("dropped", total_dropped)))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        return count - dropped, size - dropped_bytes, dropped
+    # ---- opening -----------------------------------------------------------------------
+    def _replay(self) -> None:
+        """Journal files an earlier run left (SIGKILL, power cut, full disk): their rows that
+        SQLite lacks go into RAM and are committed by the first writer round."""
+        rows, numbers = self._journal.replay()
+        fresh = [r for r in rows if r[0] > self._committed_seq]
+        if not fresh:
+            self._journal.remove_sealed(numbers)     # all of it was committed before
+        else:
+            self._journal.sealed = [(number, rows[-1][0]) for number in numbers]
+        for row in fresh:
+            self._append_unsaved(row)
+        if rows:
+            self._next_seq = max(self._next_seq, rows[-1][0] + 1)
+        if fresh:
+            log.info("outbox %s: %d results recovered from the journal (seq %d..%d)", self.path,
+                     len(fresh), fresh[0][0], fresh[-1][0])
 
-    def _requeue(self, rows: list, acks: Set[int]) -> None:
-        with self._lock:
-            self._buf.extendleft(reversed(rows))
-            self._buf_bytes += self._committing[1]
-            self._acks |= acks
-            self._committing = (0, 0, set())
-            while len(self._buf) > self.max_messages or self._buf_bytes > self.max_bytes:
-                self._buf_bytes -= len(self._buf.popleft()[2])
-                self._dropped += 1
+    def _totals(self):
+        return self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(payload)), 0), COALESCE(MAX(seq), 0) "
+            "FROM messages").fetchone()
 
     def _meta(self, key: str, default: int) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
