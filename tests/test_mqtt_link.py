@@ -270,7 +270,10 @@ def test_unreachable_broker_retries_with_capped_backoff_and_one_warning(tmp_path
     # when the publisher runs for a second
     with caplog.at_level("DEBUG", logger="agent.mqtt.link"):
         publisher.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(
+                [r for r in caplog.records if "cannot reach broker" in r.getMessage()]) < 3:
+            time.sleep(0.1)
         publisher.stop(1)
     # then it tried several times, warned once, and never gave up
     attempts = [r for r in caplog.records if "cannot reach broker" in r.getMessage()]

@@ -139,7 +139,10 @@ def test_wrong_ca_gives_one_clear_error_and_no_traceback(tmp_path, pki, tls_brok
     # when it tries for two seconds
     with caplog.at_level(logging.DEBUG, logger="agent.mqtt"):
         publisher = start_device(tmp_path, settings, "devA")
-        time.sleep(2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(
+                [r for r in caplog.records if "next attempt" in r.getMessage()]) < 2:
+            time.sleep(0.1)
         connected = publisher._link.connected
         publisher.stop(1)
     # then it kept trying but never connected, and said why exactly once, without a traceback

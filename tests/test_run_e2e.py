@@ -122,7 +122,7 @@ def retained_status(broker, schema_validator=None):
     late = Subscriber(broker.port, "edgeagent/%s/status" % DEVICE, client_id="late",
                       persistent=False)
     try:
-        assert late.wait_for(lambda msgs: len(msgs) >= 1, timeout_s=5)
+        assert late.wait_for(lambda msgs: len(msgs) >= 1, timeout_s=15)
         message = late.received()[0]
     finally:
         late.close()
@@ -179,8 +179,12 @@ def test_sigkilled_agent_leaves_the_offline_will_and_health_fits_the_schema(
                        str(tmp_path / "agent.log"))
     try:
         got_health = subscriber.wait_for(lambda msgs: len(
-            [m for m in msgs if m.topic.endswith("/health")]) >= 2, timeout_s=15)
+            [m for m in msgs if m.topic.endswith("/health")]) >= 2, timeout_s=60)
         assert got_health, open(str(tmp_path / "agent.log")).read()
+        # and it has looped past the end of the 60-frame file (waited for, however slow)
+        looped = subscriber.wait_for(lambda msgs: len(
+            [m for m in msgs if m.topic.endswith("/results")]) > 60, timeout_s=120)
+        assert looped, open(str(tmp_path / "agent.log")).read()
         # and while it runs, a late subscriber gets the retained online status with the backend
         assert retained_status(broker) == ("online", "onnxruntime")
         # when it is killed without a chance to say goodbye
@@ -192,7 +196,7 @@ def test_sigkilled_agent_leaves_the_offline_will_and_health_fits_the_schema(
             proc.wait(10)
     # then the broker publishes the last will: status offline
     assert subscriber.wait_for(lambda msgs: "offline" in states(
-        [m for m in msgs if m.topic.endswith("/status")]), timeout_s=10)
+        [m for m in msgs if m.topic.endswith("/status")]), timeout_s=30)
     messages = subscriber.received()
     validate_all(schema_validator, messages)
     assert states(subscriber.received("/status"))[-1] == "offline"

@@ -130,7 +130,7 @@ def test_stall_is_detected_after_stall_timeout(stall_timeout_s):
     source.close()
     # then it was detected stall_timeout after the last frame (+ one poll), and the frozen
     # camera was closed and a new one opened
-    assert stall_timeout_s <= detected_after <= stall_timeout_s + 0.25, detected_after
+    assert stall_timeout_s <= detected_after <= stall_timeout_s + 1.0, detected_after
     assert cameras[0].closed and reopened
 
 
@@ -168,8 +168,8 @@ def test_read_never_blocks_longer_than_its_timeout_while_lost():
     close_start = time.monotonic()
     source.close()                      # interrupts the 30 s backoff sleep
     assert results == [None, None, None] and default is None
-    assert elapsed < 0.3 + source.read_timeout_s + 0.3
-    assert time.monotonic() - close_start < 1.0
+    assert elapsed < 0.3 + source.read_timeout_s + 2.0     # far below the 30 s backoff
+    assert time.monotonic() - close_start < 5.0
     assert source.state == STOPPED and source.read() is None
 
 
@@ -280,7 +280,7 @@ def test_stall_with_open_connection_is_detected_and_recovered_after_resume():
             resumes.append(frame.mono - thawed)
         source.close()
     # then each stall was detected within stall_timeout (+ one frame period and a poll)
-    assert all(stall_timeout_s - 0.1 <= d <= stall_timeout_s + 0.3 for d in detections), \
+    assert all(stall_timeout_s - 0.1 <= d <= stall_timeout_s + 1.5 for d in detections), \
         detections
     assert (source.stalls, source.reconnects) == (2, 2)
     print("stall detected after %s s; resumed %s s after SIGCONT" % (
