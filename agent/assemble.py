@@ -83,4 +83,6 @@ def build_inference(plan: Plan, backend: Backend) -> Inference:
 def open_source_for(plan: Plan, config: AgentConfig) -> Source:
     camera = plan.profile.camera
     return open_recovering(plan.source_uri, camera.width, camera.height, camera.fps,
-                           loop=config.camera.loop, stall_timeout_s=config.camera.stall_timeout_s)
+                           loop=config.camera.loop, stall_timeout_s=config.camera.stall_timeout_s,
+                           backoff_initial_s=config.camera.reconnect_initial_s,
+                           backoff_max_s=config.camera.reconnect_max_s)

@@ -27,7 +27,7 @@ def main(argv):
     server.set_service(str(port))
     factory = GstRtspServer.RTSPMediaFactory()
     factory.set_launch(
-        "( videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,"
+        "( videotestsrc is-live=true pattern=ball ! video/x-raw,format=I420,width=%d,height=%d,"
         "framerate=%d/1 ! jpegenc quality=70 ! rtpjpegpay name=pay0 pt=26 )" % (
             width, height, fps))
     factory.set_shared(True)            # one camera, many viewers

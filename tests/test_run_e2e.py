@@ -214,3 +214,26 @@ def test_sigkilled_agent_leaves_the_offline_will_and_health_fits_the_schema(
     # and a late subscriber gets the retained offline
     assert retained_status(broker)[0] == "offline"
     assert os.path.exists(str(tmp_path / "state" / "outbox.sqlite"))
+
+
+def test_looping_file_deleted_mid_run_exits_5_with_one_line(tmp_path, sample_video):
+    from agent_proc import AgentProcess, write_config as write_agent_config
+    # given the agent looping over a copy of the sample video
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(open(sample_video, "rb").read())
+    config = write_agent_config(str(tmp_path / "agent.yaml"), device={"id": DEVICE},
+                                pipeline="face-detect", source="file://%s?loop=1" % clip,
+                                state_dir=str(tmp_path / "state"), mqtt={"enabled": False})
+    with AgentProcess(config) as agent:
+        assert agent.wait_result(60) is not None, agent.log_text()
+        # when the file is deleted while it plays
+        clip.unlink()
+        # then the agent ends (at the end of the pass it had open) with exit 5 and one line
+        code = agent.proc.wait(120)
+        for reader in agent._readers:
+            reader.join(5)
+    log = agent.log_text()
+    assert code == 5, log[-3000:]
+    assert "Traceback" not in log
+    assert ("edgeagent run: source error: file://%s?loop=1: cannot loop: cannot open video "
+            "(file missing)" % clip) in log.splitlines()

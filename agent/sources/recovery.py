@@ -3,7 +3,9 @@
 RecoveringSource reads the wrapped source on its own thread. When the source fails (read
 raises SourceError: connection dropped, end of stream, device error) or stalls (no frame
 for stall_timeout_s while the connection stays open), it closes it and reopens it through
-open_fn with capped exponential backoff and jitter, forever, until close(). The caller
+open_fn with capped exponential backoff and jitter, forever, until close(). The cap is short
+(2 s by default): a camera that comes back after a long outage is found again within the
+cap plus one open, not after a delay that grew with the outage. The caller
 never waits longer than read(timeout): read() returns None while the camera is lost.
 Frame indices keep counting up across reconnects.
 
@@ -28,6 +30,8 @@ CAMERA_LOST = "camera_lost"
 STOPPED = "stopped"
 
 _LOST, _ENDED = "lost", "ended"
+BACKOFF_INITIAL_S = 0.2      # first retry after a loss
+BACKOFF_MAX_S = 2.0          # retries never wait longer (camera.reconnect_max_s)
 
 
 class Backoff:
@@ -64,7 +68,8 @@ class RecoveringSource:
     """
 
     def __init__(self, open_fn: Callable[[], Source], stall_timeout_s: float,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 backoff_initial_s: float = BACKOFF_INITIAL_S,
+                 backoff_max_s: float = BACKOFF_MAX_S,
                  jitter: float = 0.2, clock: Callable[[], float] = time.monotonic,
                  sleep: Optional[Callable[[float], object]] = None,
                  read_timeout_s: float = 0.5, poll_s: float = 0.1, uri: str = "") -> None:
