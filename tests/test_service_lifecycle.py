@@ -300,3 +300,62 @@ def test_status_line_reports_the_processed_rate_every_few_seconds():
     assert notifier.sent == [
         ("STATUS=running face-detect on onnxruntime: 15.0 fps, 75 frames, camera running",),
         ("STATUS=running face-detect on onnxruntime: 15.0 fps, 150 frames, camera running",)]
+
+
+# ---- a hung stage: the stop keeps its promise, a reload never frees the backend --------------
+
+def hung_agent_run(tmp_path, broker, sample_video, signum):
+    """Run the faulty agent on a camera until results flow, hang inference, send `signum`:
+    (exit code, seconds to exit, agent, notify socket, subscriber)."""
+    fault_file = str(tmp_path / "fault")
+    subscriber = Subscriber(broker.port, "edgeagent/dev1/#", client_id="hung-sub")
+    with FfmpegStream(input_path=sample_video) as camera, NotifySocket() as notify:
+        config = agent_config(tmp_path, stream_uri(camera), mqtt=mqtt_section(broker.port))
+        with AgentProcess(config, notify=notify, watchdog_usec=int(10 * 1e6), entry=FAULTY,
+                          env={"EDGEAGENT_TEST_FAULT_FILE": fault_file}) as agent:
+            assert notify.wait_for("READY", timeout_s=60) is not None, agent.log_text()
+            assert agent.wait_result(60, where=lambda p: p["seq"] >= 5), agent.log_text()
+            with open(fault_file, "w") as handle:
+                handle.write("hang")
+            # the hang has set in once no new result came for a while
+            assert wait_until(lambda: agent.results and time.monotonic() - agent.results[-1][0]
+                              > 1.0, 30), agent.log_text()
+            code, took = agent.stop(signum, timeout_s=60)
+    return code, took, agent, notify, subscriber
+
+
+def test_sigterm_with_a_hung_stage_exits_70_within_10_s_and_delivers_what_was_stored(
+        tmp_path, broker, sample_video):
+    code, took, agent, notify, subscriber = hung_agent_run(tmp_path, broker, sample_video,
+                                                           signal.SIGTERM)
+    log = agent.log_text()
+    # then the agent exits 70 (systemd restarts it) within 10 s, the hung stage waited for once
+    assert code == 70, log[-3000:]
+    assert took <= 10.0, (took, log[-3000:])
+    assert log.count("stage inference is hung") == 1, log[-3000:]
+    assert "backend left open: the inference stage may still be inside it" in log
+    assert notify.times("STOPPING")
+    # and every result it stored reached the broker
+    printed = agent.seqs()
+    assert printed == list(range(1, len(printed) + 1))
+    assert subscriber.wait_for(lambda msgs: dedupe(seqs_of(msgs)) == printed, timeout_s=15), \
+        "broker has %d of %d results" % (len(dedupe(subscriber.seqs())), len(printed))
+    subscriber.close()
+    print("SIGTERM with inference hung: exit %d after %.2f s, %d results delivered" % (
+        code, took, len(printed)))
+
+
+def test_reload_with_a_hung_stage_exits_70_and_never_frees_the_backend(tmp_path, broker,
+                                                                     sample_video):
+    code, took, agent, notify, subscriber = hung_agent_run(tmp_path, broker, sample_video,
+                                                           signal.SIGHUP)
+    subscriber.close()
+    log = agent.log_text()
+    # then the reload began, found the stage hung, and the agent exits 70 instead of starting
+    # a new pipeline beside a stage that may still use the old backend
+    assert code == 70, log[-3000:]
+    assert notify.times("RELOADING") and notify.times("STOPPING")
+    assert "reload: stage inference is hung; exiting 70" in log, log[-3000:]
+    assert "backend left open" in log and "closing backend" not in log
+    assert len(agent.log_times(r"running face-detect on \w+ from")) == 1
+    assert took <= 10.0, took

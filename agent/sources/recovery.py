@@ -137,7 +137,9 @@ class RecoveringSource:
         with self._cond:
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+            # an open in progress may take its open timeout; the daemon thread closes what it
+            # opened when that returns, so a stop is not held up by a dead camera
+            self._thread.join(1.0)
         self._state = STOPPED
 
     def _has_news(self) -> bool:
