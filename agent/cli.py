@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import ConfigError, EdgeAgentError, OutputError
+from .errors import EdgeAgentError, OutputError
 
 log = logging.getLogger("edgeagent")
 
@@ -44,7 +44,7 @@ def _add_detect(sub) -> None:
 def _add_validate(sub) -> None:
     p = sub.add_parser("validate", help="run every check `run` makes before its first frame "
                                         "(model included), without opening the camera")
-    p.add_argument("--config", help="config YAML (omit to check --pipeline alone)")
+    p.add_argument("--config", help="config YAML (default: built-in defaults, as run)")
     p.add_argument("--pipeline", help="check this pipeline (name or .yaml) instead of the "
                                       "config's; alone: the pipeline and its model only")
     p.add_argument("--profile", help="as run --profile")
@@ -132,13 +132,12 @@ def cmd_validate(args) -> int:
     from .assemble import Overrides
     from .config import load_config
     from .preflight import ok_line, preflight
-    if args.config is None and args.pipeline is None:
-        raise ConfigError("nothing to check: give --config FILE, --pipeline FILE, or both")
     config = load_config(args.config)
     if args.state_dir:
         config = dataclasses.replace(config, state_dir=args.state_dir)
     overrides = Overrides(args.pipeline, args.profile, args.backend, args.source)
-    checked = preflight(config, overrides, state_dir=bool(args.config or args.state_dir))
+    alone = args.pipeline is not None and args.config is None and args.state_dir is None
+    checked = preflight(config, overrides, state_dir=not alone)   # a pipeline alone: no state
     print(ok_line(checked, args.config, config.device_id))
     return 0
 

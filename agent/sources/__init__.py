@@ -83,12 +83,18 @@ def open_recovering(uri: str, width: Optional[int] = None, height: Optional[int]
 def check_source(uri: str, width: Optional[int] = None, height: Optional[int] = None,
                  fps: Optional[float] = None, loop: bool = False) -> None:
     """What open_recovering would refuse, without opening a camera (for `validate`): the URI's
-    syntax, scheme and keys; a file or folder is opened and closed (it must exist and decode);
+    syntax, scheme and keys; a file or folder is opened and closed (it must exist and decode,
+    every picture of an images:// folder is read once);
     csi needs OpenCV with GStreamer, picam needs picamera2. A live camera that is off is not
     an error: `run` waits for it."""
     spec = parse_uri(uri, width, height, fps, loop)
     if not is_live(spec):
-        open_spec(spec).close()
+        source = open_spec(spec)
+        try:
+            for _ in getattr(source, "paths", ()):   # images://: every picture must decode
+                source.read()
+        finally:
+            source.close()
     elif spec.scheme == "csi":
         check_gstreamer(spec)
     elif spec.scheme == "picam":
