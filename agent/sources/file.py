@@ -1,7 +1,7 @@
 """file:// sources: every frame of a video file, in order, optionally looping forever.
 
 A looping file that cannot be reopened (deleted, moved, unreadable) is a SourceError, not an
-end: the agent exits non-zero and systemd restarts it, instead of a silent clean stop."""
+end: the agent exits 5 with the file named, instead of a silent clean stop."""
 
 import logging
 import os
