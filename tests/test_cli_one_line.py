@@ -14,7 +14,7 @@ import pytest
 from broker import free_port
 from conftest import NATIVE_STDERR, ROOT, agent_command, agent_env, run_agent
 
-DELAYS_S = (0.0, 0.3, 1.0, 3.0)     # after Python is up: importing, loading, running
+DELAYS_S = (0.05, 0.3, 1.0, 3.0)    # after Python is up: importing, loading, running
 # What the `edgeagent` script does, saying "up" on fd $UP_FD once Python has imported
 # agent.cli: a Ctrl-C before that is Python's own start-up, which no program can turn into one
 # line (agent/__main__.py catches one during its import of agent.cli).
