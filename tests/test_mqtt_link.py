@@ -131,6 +131,12 @@ class ChildPublisher:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def close(self) -> None:
+        """End of its commands: the child leaves its stdin loop and exits."""
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
 
 def test_last_will_offline_is_published_when_the_publisher_is_killed(tmp_path, broker):
     # given a publisher process that is online
@@ -206,6 +212,7 @@ def test_publisher_killed_during_outage_delivers_its_outbox_after_restart(tmp_pa
     assert sub.wait_for(lambda msgs: dedupe(sub.seqs())[-1:] == [130])
     assert dedupe(sub.seqs()) == list(range(1, 131))
     assert child.ask("stop") == {"stopped": True}
+    child.close()
     sub.close()
 
 
