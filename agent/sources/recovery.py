@@ -35,7 +35,8 @@ BACKOFF_MAX_S = 2.0          # retries never wait longer (camera.reconnect_max_s
 
 
 class Backoff:
-    """Delays initial, 2*initial, 4*initial ... capped at max_s, each scaled by 1 +- jitter."""
+    """Delays initial, 2*initial, 4*initial ... each scaled by 1 +- jitter, never above max_s
+    (at the cap the jitter only shortens: a fleet still spreads its reconnects)."""
 
     def __init__(self, initial_s: float, max_s: float, jitter: float,
                  rng: Callable[[], float] = random.random) -> None:
@@ -51,7 +52,7 @@ class Backoff:
     def next_delay(self) -> float:
         base = min(self.max_s, self.initial_s * 2 ** min(self._attempt, 32))
         self._attempt += 1
-        return base * (1.0 + self.jitter * (2.0 * self._rng() - 1.0))
+        return min(self.max_s, base * (1.0 + self.jitter * (2.0 * self._rng() - 1.0)))
 
     def reset(self) -> None:
         self._attempt = 0
