@@ -242,8 +242,8 @@ def fake(request, monkeypatch):
 # ---- nothing outlives the suite -------------------------------------------------------------
 
 def pytest_sessionstart(session):
-    from leftovers import become_subreaper
-    become_subreaper()
+    from leftovers import mark_session
+    mark_session()
 
 
 def pytest_sessionfinish(session, exitstatus):

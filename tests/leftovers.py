@@ -1,25 +1,30 @@
 """Nothing a test starts may outlive the suite: the processes this pytest process started,
-directly or through the helpers (mosquitto, ffmpeg, sshd, RTSP servers, agents), found by
-walking the process tree down from pytest. pytest becomes a child subreaper first, so a
-grandchild whose parent died (an ffmpeg left by a killed agent) is still one of ours.
+directly or through the helpers (mosquitto, ffmpeg, sshd, RTSP servers, agents). Two nets:
+the process tree below pytest, and a marker in the environment that every child inherits
+(PYTEST_EDGEAGENT_SESSION), which also finds a process whose parent died or that detached.
 
-Only descendants of this pytest process are looked at: the machine's own services (a
-Mosquitto on 1883, databases) are never touched or reported."""
+Only those are looked at: the machine's own services (a Mosquitto on 1883, databases) and
+other people's test runs are never touched or reported."""
 
-import ctypes
 import os
 import signal
 import time
+import uuid
 from typing import Dict, List
 
-PR_SET_CHILD_SUBREAPER = 36
+MARKER = "PYTEST_EDGEAGENT_SESSION"
 
 
-def become_subreaper() -> bool:
+def mark_session() -> None:
+    """Put this run's marker into the environment children inherit."""
+    os.environ[MARKER] = uuid.uuid4().hex
+
+
+def _marked(pid: int, token: bytes) -> bool:
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
-    except (OSError, AttributeError):
+        with open("/proc/%d/environ" % pid, "rb") as handle:
+            return token in handle.read().split(b"\0")
+    except OSError:          # gone, or not ours to read
         return False
 
 
@@ -42,8 +47,9 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def live_descendants(root: int) -> Dict[int, str]:
-    """pid -> command line of every living (not zombie) process below `root`."""
+def ours(root: int) -> Dict[int, str]:
+    """pid -> command line of every living (not zombie) process below `root` or carrying this
+    run's marker."""
     parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
@@ -57,11 +63,17 @@ def live_descendants(root: int) -> Dict[int, str]:
             if ppid == parent and pid not in found:
                 found[pid] = _cmdline(pid)
                 frontier.append(pid)
+    token = ("%s=%s" % (MARKER, os.environ.get(MARKER, ""))).encode()
+    if os.environ.get(MARKER):
+        for pid in parents:
+            if pid != root and pid not in found and _marked(pid, token):
+                found[pid] = _cmdline(pid)
     return found
 
 
 def reap() -> None:
-    """Collect exited children (a subreaper inherits orphans' exit statuses)."""
+    """Collect exited children that no test waited for (at the end only: earlier it would take
+    exit statuses that tests are about to read)."""
     while True:
         try:
             pid, _ = os.waitpid(-1, os.WNOHANG)
@@ -77,7 +89,7 @@ def leftovers(grace_s: float = 5.0) -> List[str]:
     deadline = time.monotonic() + grace_s
     while True:
         reap()
-        alive = live_descendants(os.getpid())
+        alive = ours(os.getpid())
         if not alive or time.monotonic() > deadline:
             break
         time.sleep(0.1)
