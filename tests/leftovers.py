@@ -10,9 +10,30 @@ import os
 import signal
 import time
 import uuid
-from typing import Dict, List
+from typing import Callable, Dict, List
 
 MARKER = "PYTEST_EDGEAGENT_SESSION"
+_AT_END = []   # type: List[Callable[[], object]]
+
+
+def at_session_end(stop: Callable[[], object]) -> None:
+    """Run `stop` when the session ends, before the check (for session-wide helpers such as
+    one sshd for every deploy test, which would otherwise stop only at interpreter exit)."""
+    _AT_END.append(stop)
+
+
+def stop_children(pid: int, grace_s: float = 2.0) -> None:
+    """SIGTERM every process below `pid` (an sshd's sessions), SIGKILL what is left."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        below = _below(pid)
+        for child in below:
+            try:
+                os.kill(child, sig)
+            except OSError:
+                pass
+        deadline = time.monotonic() + grace_s
+        while below and _below(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def mark_session() -> None:
@@ -47,22 +68,33 @@ def _cmdline(pid: int) -> str:
         return "?"
 
 
-def ours(root: int) -> Dict[int, str]:
-    """pid -> command line of every living (not zombie) process below `root` or carrying this
-    run's marker."""
+def _parents() -> Dict[int, int]:
     parents = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             stat = _stat(int(name))
             if stat is not None and stat[0] != "Z":
                 parents[int(name)] = stat[1]
-    found, frontier = {}, [root]
+    return parents
+
+
+def _below(root: int, parents: Dict[int, int] = None) -> List[int]:
+    parents = _parents() if parents is None else parents
+    found, frontier = [], [root]
     while frontier:
         parent = frontier.pop()
         for pid, ppid in parents.items():
             if ppid == parent and pid not in found:
-                found[pid] = _cmdline(pid)
+                found.append(pid)
                 frontier.append(pid)
+    return found
+
+
+def ours(root: int) -> Dict[int, str]:
+    """pid -> command line of every living (not zombie) process below `root` or carrying this
+    run's marker."""
+    parents = _parents()
+    found = dict((pid, _cmdline(pid)) for pid in _below(root, parents))
     token = ("%s=%s" % (MARKER, os.environ.get(MARKER, ""))).encode()
     if os.environ.get(MARKER):
         for pid in parents:
@@ -86,6 +118,12 @@ def reap() -> None:
 def leftovers(grace_s: float = 5.0) -> List[str]:
     """What still runs below this process after `grace_s` (things being stopped get that
     long); each is then killed so it does not outlive the suite either."""
+    while _AT_END:
+        stop = _AT_END.pop()
+        try:
+            stop()
+        except Exception as why:  # a helper that fails to stop shows up below as a leftover
+            print("session-end stop %r failed: %s" % (stop, why))
     deadline = time.monotonic() + grace_s
     while True:
         reap()
