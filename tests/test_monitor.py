@@ -29,14 +29,17 @@ def result(seq):
 
 def test_monitor_counts_gaps_and_drops_duplicates_from_a_real_broker(tmp_path):
     # given a broker, and a device whose retained status is online
-    with Broker(tmp_path).start() as broker:
+    with Broker(tmp_path, conf_extra="log_type subscribe").start() as broker:
         publish_all(broker.port, [("edgeagent/cam-1/status", {"state": "online",
                                    "pipeline": "face-detect", "backend": "tflite"}, True)])
         monitor = subprocess.Popen(
             [sys.executable, "-m", "agent", "monitor", "--host", "127.0.0.1", "--port",
-             str(broker.port), "--duration", "3", "--json"], cwd=REPO,
+             str(broker.port), "--duration", "8", "--json"], cwd=REPO,
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-        time.sleep(1.5)
+        # (once its subscription is in the broker's log, however long its start took)
+        deadline = time.monotonic() + 6
+        while " edgeagent/" not in broker.log() and time.monotonic() < deadline:
+            time.sleep(0.05)
         # when results 1..3, a redelivered 3, then 6 (4 and 5 lost) and a health arrive
         publish_all(broker.port, [("edgeagent/cam-1/results", result(s), False)
                                   for s in (1, 2, 3, 3, 6)] +

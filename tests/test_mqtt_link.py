@@ -173,14 +173,17 @@ def test_broker_outage_of_20_s_at_30_per_s_loses_nothing_and_keeps_order(tmp_pat
     # when the broker is down for 20 s in the middle
     time.sleep(2)
     broker.stop()
+    before_outage = len(submitted)
     time.sleep(20)
+    during_outage = len(submitted) - before_outage
     outage_pending = publisher.stats()["pending"]
     broker.start()
     time.sleep(2)
     stop_submitting.set()
     producer.join()
     # then after the flush every seq reached the subscriber, in order once duplicates are dropped
-    assert outage_pending >= 500          # the outage really piled up results
+    # the outage really piled up results (however fast a loaded machine let the producer run)
+    assert during_outage >= 100 and outage_pending >= 0.9 * during_outage
     assert publisher.flush(20)
     n = len(submitted)
     assert sub.wait_for(lambda msgs: dedupe(sub.seqs())[-1:] == [n], timeout_s=20)
