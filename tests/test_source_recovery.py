@@ -300,3 +300,21 @@ def test_stall_with_open_connection_is_detected_and_recovered_after_resume():
     assert (source.stalls, source.reconnects) == (2, 2)
     print("stall detected after %s s; resumed %s s after SIGCONT" % (
         ["%.2f" % d for d in detections], ["%.2f" % r for r in resumes]))
+
+
+def test_camera_reconnect_settings_reach_the_recovering_source():
+    # given a config with its own reconnect settings and a live camera source
+    from agent.assemble import Overrides, make_plan, open_source_for
+    from agent.config import config_from_dict
+    config = config_from_dict({"camera": {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.5},
+                               "source": LIVE_SYNTH}, "test.yaml")
+    # when the service opens its source
+    source = open_source_for(make_plan(config, Overrides()), config)
+    try:
+        # then the retries follow them: 0.05 s doubling, never above 0.5 s
+        delays = [source._backoff.next_delay() for _ in range(6)]
+    finally:
+        source.close()
+    assert isinstance(source, RecoveringSource)
+    assert 0.04 <= delays[0] <= 0.06 and max(delays) == pytest.approx(0.5, abs=0.1)
+    assert max(delays) <= 0.5
