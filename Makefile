@@ -77,6 +77,7 @@ PY36_IGNORE := --ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shi
 	--ignore=tests/test_yolov8_real_model.py --ignore=tests/test_backend_parity.py \
 	--ignore=tests/test_ingest.py --ignore-glob="tests/test_board_*" --ignore=tests/test_bench.py \
 	--ignore=tests/test_quantize.py --ignore=tests/test_torch_export.py \
+	--ignore=tests/test_http_units.py --ignore=tests/test_http_endpoint.py \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[missing_tflite] \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[corrupt_tflite] \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[decoder_contradicts_model] \

@@ -1,5 +1,9 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main
+except KeyboardInterrupt:          # Ctrl-C while Python is still importing: one line too
+    sys.stderr.write("edgeagent: interrupted\n")
+    sys.exit(130)
 
 sys.exit(main())

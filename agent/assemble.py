@@ -11,6 +11,7 @@ from .config import AgentConfig
 from .device import ROOT_ENV, DeviceInfo, detect_device
 from .errors import ConfigError
 from .inference import Inference
+from .model_checks import check_input_size, check_on_blank_frame
 from .pipeline_spec import PipelineSpec, load_pipeline
 from .profiles import Profile, select_profile
 from .sources import open_recovering
@@ -75,12 +76,20 @@ def load_backend(plan: Plan, config: AgentConfig, progress: Optional[Callable] =
 
 
 def build_inference(plan: Plan, backend: Backend) -> Inference:
+    """The model stages, checked against the loaded model (agent/model_checks.py) with one
+    blank frame before the first real one."""
     spec = plan.pipeline
-    return Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path, spec.labels,
-                                spec.input_size)
+    model = spec.model_for(getattr(backend, "name", "")) or next(iter(spec.models.values()))
+    check_input_size(spec, backend.input_spec, model)
+    inference = Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path,
+                                     spec.labels, spec.input_size)
+    check_on_blank_frame(spec, inference, model)
+    return inference
 
 
 def open_source_for(plan: Plan, config: AgentConfig) -> Source:
     camera = plan.profile.camera
     return open_recovering(plan.source_uri, camera.width, camera.height, camera.fps,
-                           loop=config.camera.loop, stall_timeout_s=config.camera.stall_timeout_s)
+                           loop=config.camera.loop, stall_timeout_s=config.camera.stall_timeout_s,
+                           backoff_initial_s=config.camera.reconnect_initial_s,
+                           backoff_max_s=config.camera.reconnect_max_s)

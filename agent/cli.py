@@ -12,7 +12,7 @@ import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import EdgeAgentError, ModelError
+from .errors import EdgeAgentError, OutputError
 
 log = logging.getLogger("edgeagent")
 
@@ -45,9 +45,15 @@ def _add_detect(sub) -> None:
 
 
 def _add_validate(sub) -> None:
-    p = sub.add_parser("validate", help="check a config (and its pipeline) without running")
-    p.add_argument("--config", required=True)
-    p.add_argument("--pipeline", help="also check this pipeline instead of the config's")
+    p = sub.add_parser("validate", help="run every check `run` makes before its first frame "
+                                        "(model included), without opening the camera")
+    p.add_argument("--config", help="config YAML (default: built-in defaults, as run)")
+    p.add_argument("--pipeline", help="check this pipeline (name or .yaml) instead of the "
+                                      "config's; alone: the pipeline and its model only")
+    p.add_argument("--profile", help="as run --profile")
+    p.add_argument("--backend", help="as run --backend")
+    p.add_argument("--source", help="as run --source (checked without opening a camera)")
+    p.add_argument("--state-dir", help="as run --state-dir")
 
 
 def _add_build_engine(sub) -> None:
@@ -169,8 +175,13 @@ class _EveryFrame:
 
 
 def _stdout_line(data: bytes) -> None:
-    sys.stdout.write(data.decode("utf-8") + "\n")
-    sys.stdout.flush()
+    try:
+        sys.stdout.write(data.decode("utf-8") + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        _silence_stdout()
+        raise OutputError("stdout closed (broken pipe): nothing reads --print any more; the "
+                          "results stay in the outbox")
 
 
 def cmd_detect(args) -> int:
@@ -185,19 +196,16 @@ def cmd_detect(args) -> int:
 
 def cmd_validate(args) -> int:
     _require_cv2()
+    from .assemble import Overrides
     from .config import load_config
-    from .pipeline_spec import load_pipeline
-    from .profiles import load_profile
+    from .preflight import ok_line, preflight
     config = load_config(args.config)
-    pipeline = load_pipeline(args.pipeline or config.pipeline)
-    if config.profile:
-        load_profile(config.profile)
-    missing = [p for p in pipeline.models.values() if not os.path.isfile(p)]
-    if missing:
-        from .model_sources import hint_for
-        raise ModelError("pipeline %s (%s): model file(s) not found: %s%s" % (
-            pipeline.name, pipeline.path, ", ".join(missing), hint_for(missing[0])))
-    print("%s: ok (pipeline %s, device %s)" % (args.config, pipeline.name, config.device_id))
+    if args.state_dir:
+        config = dataclasses.replace(config, state_dir=args.state_dir)
+    overrides = Overrides(args.pipeline, args.profile, args.backend, args.source)
+    alone = args.pipeline is not None and args.config is None and args.state_dir is None
+    checked = preflight(config, overrides, state_dir=not alone)   # a pipeline alone: no state
+    print(ok_line(checked, args.config, config.device_id))
     return 0
 
 
@@ -229,28 +237,65 @@ COMMANDS = {"run": cmd_run, "detect": cmd_detect, "validate": cmd_validate,
             "bench": cmd_bench, "quantize": cmd_quantize, "unit": cmd_unit}
 
 
+EXIT_INTERRUPTED = 130      # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE: stdout's reader went away (`edgeagent detect | head`)
+
+
 def main(argv: Optional[List[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return 2
-    if args.command == "deploy":
-        from .deploy import cli as deploy_cli
-        command = deploy_cli.run
-    elif args.command == "monitor":
-        from .monitor import run as command
-    elif args.command == "ingest":
-        from .ingest.cli import run as command
-    else:
-        command = COMMANDS[args.command]
+    name = "edgeagent"
     try:
-        return command(args)
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return 2
+        name = "edgeagent " + args.command
+        return _command_for(args.command)(args)
     except EdgeAgentError as error:
-        sys.stderr.write("edgeagent %s: %s\n" % (args.command, error))
+        sys.stderr.write("%s: %s\n" % (name, error))
         return error.exit_code
     except KeyboardInterrupt:
-        return 130
+        sys.stderr.write("%s: interrupted\n" % name)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        _silence_stdout()
+        sys.stderr.write("%s: stdout closed before the output was written (broken pipe)\n"
+                         % name)
+        return EXIT_BROKEN_PIPE
+    finally:
+        _flush_stdout()
+
+
+def _command_for(command: str):
+    if command == "deploy":
+        from .deploy import cli as deploy_cli
+        return deploy_cli.run
+    if command == "monitor":
+        from .monitor import run
+        return run
+    if command == "ingest":
+        from .ingest.cli import run
+        return run
+    return COMMANDS[command]
+
+
+def _flush_stdout() -> None:
+    """Flush now, so a closed stdout fails here and not in the interpreter's exit."""
+    try:
+        sys.stdout.flush()
+    except (BrokenPipeError, ValueError):
+        _silence_stdout()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null: Python flushes it once more at exit, and a closed pipe would
+    print a second error there."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):
+        pass
 
 
 if __name__ == "__main__":

@@ -37,6 +37,8 @@ class HealthSettings:
 class CameraSettings:
     stall_timeout_s: float = 5.0
     loop: bool = False
+    reconnect_initial_s: float = 0.2    # first retry after a camera is lost, doubling ...
+    reconnect_max_s: float = 2.0        # ... up to this (with +-20% jitter)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,8 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
         output=_output(_section(data, "output", ("policy", "interval_s"), path), path),
         health=HealthSettings(need_number(_section(data, "health", ("interval_s",), path).get(
             "interval_s", 10.0), path, "health.interval_s", 0.5, 3600)),
-        camera=_camera(_section(data, "camera", ("stall_timeout_s", "loop"), path), path),
+        camera=_camera(_section(data, "camera", ("stall_timeout_s", "loop", "reconnect_initial_s",
+                                                 "reconnect_max_s"), path), path),
         commands_enabled=need_bool(commands.get("enabled", False), path, "commands.enabled"),
         log_level=need_choice(log.get("level", "info"), LOG_LEVELS, path, "log.level"),
         log_json=need_bool(log.get("json", False), path, "log.json"),
@@ -133,4 +136,16 @@ def _camera(section: Mapping, path: str) -> CameraSettings:
     return CameraSettings(
         stall_timeout_s=need_number(section.get("stall_timeout_s", 5.0), path,
                                     "camera.stall_timeout_s", 0.5, 600),
-        loop=need_bool(section.get("loop", False), path, "camera.loop"))
+        loop=need_bool(section.get("loop", False), path, "camera.loop"),
+        **_reconnect(section, path))
+
+
+def _reconnect(section: Mapping, path: str) -> dict:
+    initial = need_number(section.get("reconnect_initial_s", 0.2), path,
+                          "camera.reconnect_initial_s", 0.01, 60)
+    cap = need_number(section.get("reconnect_max_s", 2.0), path, "camera.reconnect_max_s",
+                      0.01, 60)
+    if initial > cap:
+        raise ConfigError("%s = %s: must not exceed camera.reconnect_max_s (%s)" % (
+            where(path, "camera.reconnect_initial_s"), initial, cap))
+    return {"reconnect_initial_s": initial, "reconnect_max_s": cap}

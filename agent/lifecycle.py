@@ -7,6 +7,7 @@ systemd watchdog and the status line. The service owns one of each and polls the
     keepalive.tick(progressing=True)       # WATCHDOG=1 at most every interval
 """
 
+import errno
 import faulthandler
 import logging
 import os
@@ -234,16 +235,42 @@ def with_state_directory(config: AgentConfig, environ=os.environ) -> AgentConfig
 
 def prepare_state_dir(path: str) -> None:
     """The outbox and engine cache folder exists and is writable, or an OutputError says why."""
-    from .errors import OutputError
+    check_state_dir(path)
     try:
         os.makedirs(path, exist_ok=True)
     except OSError as why:
-        raise OutputError("state_dir %s: cannot create it (%s); set state_dir in the config to "
-                          "a writable folder (systemd: StateDirectory=edgeagent)" % (
-                              path, why.strerror))
+        raise _cannot_create(path, why.strerror)
     if not os.access(path, os.W_OK):
-        raise OutputError("state_dir %s: not writable by this user; set state_dir in the "
-                          "config or fix its owner" % path)
+        raise _not_writable(path)
+
+
+def check_state_dir(path: str) -> None:
+    """What prepare_state_dir would say, without creating anything (for `validate`)."""
+    if os.path.isdir(path):
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise _not_writable(path)
+        return
+    if os.path.lexists(path):
+        raise _cannot_create(path, os.strerror(errno.EEXIST))
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.lexists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise _cannot_create(path, os.strerror(errno.ENOTDIR))
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise _cannot_create(path, os.strerror(errno.EACCES))
+
+
+def _cannot_create(path: str, why: str):
+    from .errors import OutputError
+    return OutputError("state_dir %s: cannot create it (%s); set state_dir in the config to "
+                       "a writable folder (systemd: StateDirectory=edgeagent)" % (path, why))
+
+
+def _not_writable(path: str):
+    from .errors import OutputError
+    return OutputError("state_dir %s: not writable by this user; set state_dir in the config or "
+                       "fix its owner" % path)
 
 
 def dump_stacks_on_fatal_signals() -> None:
@@ -253,3 +280,20 @@ def dump_stacks_on_fatal_signals() -> None:
         faulthandler.enable(all_threads=True)
     except (AttributeError, ValueError, OSError, RuntimeError):  # stderr without a descriptor
         log.debug("faulthandler not enabled: stderr has no file descriptor")
+
+
+def warn_restart_only(old: AgentConfig, new: AgentConfig) -> None:
+    """Settings a reload cannot apply (the MQTT link, outbox, identity and logs stay)."""
+    for name in ("mqtt", "outbox", "device_id", "state_dir", "log_level", "log_json"):
+        if getattr(new, name) != getattr(old, name):
+            log.warning("reload: %s changed; that takes effect after a restart", name)
+
+
+def close_quietly(backend) -> None:
+    close = getattr(backend, "close", None)
+    if close is None:
+        return
+    try:
+        close()
+    except Exception:  # releasing a model must not hide why we stop or reload
+        log.exception("closing backend %s failed", getattr(backend, "name", "?"))

@@ -10,6 +10,7 @@ from . import resources
 from .checks import (need_choice, need_int, need_list, need_mapping, need_str, reject_unknown,
                      where)
 from .errors import ConfigError
+from .processing.decoders import check_decoder_keys
 from .processing.preprocess import PreprocessConfig
 from .profiles import BACKEND_KEYS
 from .yamlio import read_yaml
@@ -31,6 +32,7 @@ class PipelineSpec:
     input_size: Optional[Tuple[int, int]] = None   # (width, height) for dynamic-shape models
     source: Optional[str] = None
     description: str = ""
+    labels_key: str = "labels"             # where the labels came from, for messages
 
     def model_for(self, backend_key: str) -> Optional[str]:
         return self.models.get(backend_key)
@@ -63,6 +65,7 @@ def pipeline_from_dict(data: Mapping, path: str) -> PipelineSpec:
         if required not in data:
             raise ConfigError("%s: missing; every pipeline names it" % where(path, required))
     decoder = need_mapping(data["decoder"], path, "decoder")
+    check_decoder_keys(decoder, path)     # typos fail here, before any model is loaded
     return PipelineSpec(
         name=need_str(data["name"], path, "name"),
         path=path,
@@ -73,7 +76,8 @@ def pipeline_from_dict(data: Mapping, path: str) -> PipelineSpec:
         labels=_labels(data, path),
         input_size=_input_size(data.get("input_size"), path),
         source=need_str(data["source"], path, "source") if data.get("source") else None,
-        description=str(data.get("description", "")))
+        description=str(data.get("description", "")),
+        labels_key="labels_file" if "labels_file" in data else "labels")
 
 
 def resolve_model_path(value: str, pipeline_path: str) -> str:

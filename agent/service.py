@@ -2,7 +2,8 @@
 signal stops it, or a thread crashes; SIGHUP reloads config and pipeline without losing results.
 
 Exit codes: 0 clean stop or end of source; EdgeAgentError.exit_code for bad input; 70 when a
-thread crashed or a stage hung at stop (systemd's Restart=on-failure brings the agent back).
+thread crashed or a stage hung at stop or reload (systemd's Restart=on-failure brings the agent
+back). A hung stage is waited for once, and its backend is never freed under it.
 systemd protocol (docs/service.md): READY=1 once the first frame went through inference (or the
 camera is being reconnected), WATCHDOG=1 only while the pipeline makes progress, RELOADING=1 /
 READY=1 around a reload, STOPPING=1 at stop, STATUS= lines throughout."""
@@ -21,8 +22,8 @@ from .dashboards import Dashboards
 from .errors import EdgeAgentError, OutputError
 from .health import HealthMonitor
 from .lifecycle import (EXIT_CRASH, CrashWatch, KeepAlive, Lifecycle, Signals, StatusLine,
-                        dump_stacks_on_fatal_signals,
-                        prepare_state_dir, with_state_directory)
+                        close_quietly, dump_stacks_on_fatal_signals, prepare_state_dir,
+                        warn_restart_only, with_state_directory)
 from .outputs import Outputs
 from .snapshot import SnapshotTap
 from .pipeline import PipelineRunner
@@ -34,8 +35,9 @@ from .stats import PipelineStats
 log = logging.getLogger(__name__)
 
 _TICK_S = 0.2
-STOP_WAIT_S = 10.0        # frames in flight get this long to finish at stop or reload
-DRAIN_S = 5.0             # the outbox gets this long to reach the broker at stop
+STOP_WAIT_S = 6.0         # frames in flight get this long to finish at stop or reload
+DRAIN_S = 5.0             # the outbox gets this long to reach the broker at stop ...
+STOP_BUDGET_S = 9.5       # ... within this from the stop request, a hung stage included
 
 
 class Service:
@@ -62,6 +64,8 @@ class Service:
         self._backend = None
         self._running_overrides = overrides
         self.dashboards = None    # type: Optional[Dashboards]
+        self._hung = None         # type: Optional[str]   the stage that did not stop
+        self._stop_began = None   # type: Optional[float]
 
     def install_signal_handlers(self) -> None:
         self.signals.install()
@@ -109,9 +113,10 @@ class Service:
     def _run_pipelines(self) -> int:
         while True:
             code = self._supervise()
+            if code is None:
+                code = self._reload()
             if code is not None:
                 return code
-            self._reload()
 
     def _start_pipeline(self) -> None:
         plan = self.plan
@@ -121,7 +126,7 @@ class Service:
             inference = build_inference(plan, backend)
             source = open_source_for(plan, self.config)
         except Exception:
-            _close_quietly(backend)
+            close_quietly(backend)
             raise
         reporter = ResultReporter(self.config.device_id, plan.pipeline.name,
                                   plan.pipeline.model_name, backend.name,
@@ -169,6 +174,7 @@ class Service:
             if finished:
                 return self._source_finished()
             if self.signals.stop.is_set():
+                self._stop_began = time.monotonic()
                 self.systemd.send_stopping()
                 return 0 if self._stop_runner() and self.runner.error is None else EXIT_CRASH
             if self.signals.reload.is_set():
@@ -210,12 +216,16 @@ class Service:
         return False, "no frame processed for %.0f s" % limit_s
 
     def _stop_runner(self) -> bool:
-        """Stop capture, let frames in flight finish; False when a stage hung."""
+        """Stop capture, let frames in flight finish; False when a stage hung (it is waited
+        for once: a second call returns False at once)."""
+        if self._hung is not None:
+            return False
         self.runner.stop()
         finished = self.runner.wait(STOP_WAIT_S)
         if not finished:
+            self._hung = self.runner.stuck_stage(0.0) or "unknown"
             log.error("pipeline did not stop within %.0f s: stage %s is hung", STOP_WAIT_S,
-                      self.runner.stuck_stage(0.0))
+                      self._hung)
         self._close_source()
         return finished
 
@@ -226,9 +236,10 @@ class Service:
             log.exception("closing source %s failed", self.runner.source.uri)
 
     # ---- reload -----------------------------------------------------------------------
-    def _reload(self) -> None:
+    def _reload(self) -> Optional[int]:
         """New config and pipeline; the outbox, seq and MQTT link stay. A config that does not
-        load keeps the running pipeline; a pipeline that does not start falls back to the old."""
+        load keeps the running pipeline; a pipeline that does not start falls back to the old.
+        A stage that hangs keeps its backend: EXIT_CRASH, and systemd restarts the agent."""
         self.signals.reload.clear()
         self.systemd.send_reloading()
         log.info("reloading %s", self._config_path or "defaults")
@@ -241,10 +252,14 @@ class Service:
             self.overrides = previous[2]
             self.systemd.send_reloaded("reload failed (%s); running %s" % (
                 type(why).__name__, self.plan.pipeline.name))
-            return
-        self._warn_restart_only(config)
-        self._stop_runner()
-        _close_quietly(self._backend)
+            return None
+        warn_restart_only(self.config, config)
+        if not self._stop_runner():
+            log.error("reload: stage %s is hung; exiting %d so that systemd restarts the agent "
+                      "(its backend cannot be freed while the stage may still use it)",
+                      self._hung, EXIT_CRASH)
+            return EXIT_CRASH
+        close_quietly(self._backend)
         self.config, self.plan = config, plan
         try:
             self._start_pipeline()
@@ -256,12 +271,7 @@ class Service:
         self._running_overrides = self.overrides
         self.systemd.send_reloaded("reloaded: running %s on %s" % (self.plan.pipeline.name,
                                                                    self.outputs.backend))
-
-    def _warn_restart_only(self, new: AgentConfig) -> None:
-        old = self.config
-        for name in ("mqtt", "outbox", "device_id", "state_dir", "log_level", "log_json"):
-            if getattr(new, name) != getattr(old, name):
-                log.warning("reload: %s changed; that takes effect after a restart", name)
+        return None
 
     # ---- systemd notifications ----------------------------------------------------------
     def _ready(self) -> None:
@@ -282,6 +292,7 @@ class Service:
                 self.outputs.backend if self.outputs else "")
 
     def _shutdown(self, code: int, drain_s: float) -> int:
+        began = self._stop_began or time.monotonic()
         self.systemd.send_stopping()
         if self.runner is not None and self.runner.running and drain_s > 0:
             self._stop_runner()
@@ -290,9 +301,14 @@ class Service:
             self.health.stop()
         if self.dashboards is not None:
             self.dashboards.stop()
-        if self.outputs is not None:
-            self.outputs.stop(drain_timeout_s=drain_s)
-        _close_quietly(self._backend)
+        if self.outputs is not None:   # what is stored gets the rest of the stop budget
+            left_s = began + STOP_BUDGET_S - time.monotonic()
+            self.outputs.stop(drain_timeout_s=min(drain_s, max(0.5, left_s)) if drain_s else 0.0)
+        if self._hung is None:
+            close_quietly(self._backend)
+        else:
+            log.error("backend left open: the %s stage may still be inside it (the process "
+                      "exit releases it)", self._hung)
         unstored = self.outputs.unstored if self.outputs is not None else 0
         if unstored and code == 0:    # never a clean exit with results lost (docs/outbox.md)
             log.error("%d results could not be stored (outbox storage failed); exiting with %d",
@@ -302,12 +318,3 @@ class Service:
         sys.stdout.flush()
         return code
 
-
-def _close_quietly(backend) -> None:
-    close = getattr(backend, "close", None)
-    if close is None:
-        return
-    try:
-        close()
-    except Exception:  # releasing a model must not hide why we stop or reload
-        log.exception("closing backend %s failed", getattr(backend, "name", "?"))

@@ -66,6 +66,8 @@ class Broker:
         return "\n".join(lines) + "\n"
 
     def start(self, timeout_s: float = 10.0) -> "Broker":
+        if self.running:
+            raise RuntimeError("mosquitto on port %d is already running" % self.port)
         os.makedirs(os.path.join(self.dir, "persist"), exist_ok=True)
         with open(self.conf_path, "w") as handle:
             handle.write(self.config_text())
@@ -112,7 +114,8 @@ class Broker:
             self.proc.wait(10)
 
     def __enter__(self) -> "Broker":
-        return self.start()
+        # `with Broker(d).start() as b:` must not start a second mosquitto (and leak the first)
+        return self if self.running else self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()

@@ -237,3 +237,26 @@ def fake(request, monkeypatch):
     yield trt, driver
     forget_fake_trt()
 
+
+
+# ---- nothing outlives the suite -------------------------------------------------------------
+
+def pytest_sessionstart(session):
+    from leftovers import mark_session
+    mark_session()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a process a test started (broker, stream, sshd, agent) still runs."""
+    from leftovers import leftovers
+    left = leftovers()
+    if left:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        text = ("processes started by the tests outlived them (killed now):\n  "
+                + "\n  ".join(left))
+        if reporter is not None:
+            reporter.write_line("")
+            reporter.write_line(text, red=True)
+        else:
+            print(text)
+        session.exitstatus = 1

@@ -131,6 +131,8 @@ class Sshd:
             return [line.strip() for line in f]
 
     def stop(self) -> None:
+        from leftovers import stop_children
+        stop_children(self.proc.pid)        # its sessions, so their ssh masters exit too
         self.proc.terminate()
         try:
             self.proc.wait(5)
@@ -174,6 +176,8 @@ def session_sshd() -> Sshd:
         import tempfile
         server = Sshd(tempfile.mkdtemp(prefix="ea-sshd-"))
         atexit.register(server.stop)
+        from leftovers import at_session_end
+        at_session_end(server.stop)
         _SESSION["sshd"] = server
     return _SESSION["sshd"]
 

@@ -139,3 +139,55 @@ class FfmpegStream:
                 raise RuntimeError("ffmpeg did not start listening on %s (exit code %s): %s" % (
                     self.url, proc.poll(), " ".join(self.command())))
             time.sleep(0.02)
+
+
+SYSTEM_PYTHON = os.environ.get("EDGEAGENT_TEST_GI_PYTHON", "/usr/bin/python3")
+RTSP_SERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "rtsp_server.py")
+
+
+class RtspStream:
+    """A real RTSP camera (tests/rtsp_server.py, GStreamer's RTSP server) on 127.0.0.1:port:
+    stop() kills it like a power cut, start() brings it back on the same port."""
+
+    def __init__(self, size: Tuple[int, int] = (320, 240), fps: int = 15,
+                 port: Optional[int] = None, log_path: Optional[str] = None) -> None:
+        self.size = size
+        self.fps = fps
+        self.port = port or free_port()
+        self.url = "rtsp://127.0.0.1:%d/cam" % self.port
+        self._log_path = log_path
+        self._proc = None               # type: Optional[subprocess.Popen]
+
+    def start(self, timeout_s: float = 15.0) -> "RtspStream":
+        log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL
+        self._proc = subprocess.Popen(
+            [SYSTEM_PYTHON, RTSP_SERVER, str(self.port), str(self.size[0]), str(self.size[1]),
+             str(self.fps)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=log)
+        if self._log_path:
+            log.close()
+        deadline = time.monotonic() + timeout_s
+        while not is_listening(self.port):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                code = self._proc.poll()
+                self.stop()
+                raise RuntimeError("RTSP server did not listen on %d (exit code %s); it needs "
+                                   "apt: gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 "
+                                   "python3-gi gstreamer1.0-plugins-good" % (self.port, code))
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> "RtspStream":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -1,14 +1,17 @@
 """Bad input to `edgeagent run` through the real CLI (`python -m agent`): one clear line on
 stderr that names the file / key / value, the error kind's exit code, never a traceback.
+`edgeagent validate` with the same arguments gives the same exit code and the same line, and
+docs/configuration.md's bad-input table lists every case with both, word for word.
 The agent processes run side by side (each is mostly interpreter start-up)."""
 
 import os
+import re
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import MODELS, write_file as write, write_pipeline as pipeline
+from conftest import MODELS, ROOT, write_file as write, write_pipeline as pipeline
 
 BLAZEFACE_ONNX = os.path.join(MODELS, "face_detection_short_range.onnx")
 BLAZEFACE_TFLITE = os.path.join(MODELS, "face_detection_short_range.tflite")
@@ -187,7 +190,62 @@ def corrupt_image_in_folder(tmp_path):
             ["source error", broken, "cannot decode image"])
 
 
-# Mistakes a pipeline thread finds at run time, not at start-up: the same one clear line.
+NUDENET = os.path.join(MODELS, "yolov8n_nudenet_320.onnx")    # a trained YOLOv8: 18 classes
+
+
+def unknown_decoder_key(tmp_path):
+    path = pipeline(tmp_path, {"onnxruntime": BLAZEFACE_ONNX},
+                    decoder="decoder: {type: blazeface, score_treshold: 0.5}\n")
+    return ["--pipeline", path], CONFIG_ERROR, [path, "decoder.score_treshold: unknown key",
+                                                "score_threshold"]
+
+
+def labels_count_differs_from_model_classes(tmp_path):
+    labels = ", ".join("class%d" % i for i in range(17))
+    path = pipeline(tmp_path, {"onnxruntime": NUDENET},
+                    "input_size: [320, 320]\nlabels: [%s]\n" % labels,
+                    decoder="decoder: {type: yolov8}\n")
+    return (["--pipeline", path, "--backend", "onnxruntime"], MODEL_ERROR,
+            [path, "labels has 17 labels", "has 18 classes", "[1, 22, 2100]"])
+
+
+def yolov5_decoder_on_a_yolov8_export(tmp_path):
+    path = pipeline(tmp_path, {"onnxruntime": NUDENET}, "input_size: [320, 320]\n",
+                    decoder="decoder: {type: yolov5}\n")
+    return (["--pipeline", path, "--backend", "onnxruntime"], MODEL_ERROR,
+            [path, "decoder.type yolov5 expects", "YOLOv8's layout", "decoder.type: yolov8"])
+
+
+def dynamic_model_without_input_size(tmp_path):
+    path = pipeline(tmp_path, {"onnxruntime": NUDENET}, decoder="decoder: {type: yolov8}\n")
+    return (["--pipeline", path, "--backend", "onnxruntime"], MODEL_ERROR,
+            [path, "dynamic input size", "set input_size: [width, height]"])
+
+
+def unknown_source_key(tmp_path):
+    return (["--source", "synthetic://?colour=red"], SOURCE_ERROR,
+            ["unknown query key 'colour' for synthetic:// sources"])
+
+
+def bad_rtsp_transport(tmp_path):
+    return (["--source", "rtsp://127.0.0.1:9/cam?rtsp_transport=quic"], SOURCE_ERROR,
+            ["rtsp_transport=quic must be tcp or udp"])
+
+
+def non_utf8_config(tmp_path):
+    path = tmp_path / "config.yaml"
+    path.write_bytes(b"device: {id: caf\xe9}\n")         # Latin-1, as an old editor saves it
+    return ["--config", str(path)], CONFIG_ERROR, [str(path), "not UTF-8 text", "0xe9"]
+
+
+def reconnect_start_above_its_cap(tmp_path):
+    path = write(tmp_path, "config.yaml", "camera: {reconnect_initial_s: 5, reconnect_max_s: 2}\n")
+    return ["--config", path], CONFIG_ERROR, [path, "camera.reconnect_initial_s = 5.0",
+                                              "must not exceed camera.reconnect_max_s"]
+
+
+# Mistakes found by running a frame: by the blank frame before the first real one
+# (num_classes), or when the capture thread reaches a broken picture (validate reads them all).
 RUN_TIME_CASES = [num_classes_contradicts_model, corrupt_image_in_folder]
 
 CASES = [missing_onnx, missing_tflite, corrupt_onnx, corrupt_tflite,
@@ -197,7 +255,10 @@ CASES = [missing_onnx, missing_tflite, corrupt_onnx, corrupt_tflite,
          wrong_type_config_bool, wrong_type_pipeline, wrong_type_profile, unknown_profile,
          unknown_pipeline, missing_pipeline_file, unknown_backend, unknown_backend_in_config,
          missing_video, undecodable_video, unknown_scheme, state_dir_is_a_file,
-         state_dir_under_a_file]
+         state_dir_under_a_file, unknown_decoder_key, labels_count_differs_from_model_classes,
+         yolov5_decoder_on_a_yolov8_export, dynamic_model_without_input_size, unknown_source_key,
+         bad_rtsp_transport, non_utf8_config, reconnect_start_above_its_cap]
+RUN_ONLY = ("--no-mqtt", "--log-level", "--max-frames")      # flags validate does not take
 
 
 def bad_run_args(tmp_path, sample_video, case):
@@ -211,20 +272,37 @@ def bad_run_args(tmp_path, sample_video, case):
     return base + args, code, fragments
 
 
+def validate_args(run_argv):
+    """`validate` with the arguments of a `run`, less the flags only `run` has."""
+    argv, rest = ["validate"], run_argv[1:]
+    while rest:
+        flag = rest.pop(0)
+        if flag in RUN_ONLY:
+            if flag != "--no-mqtt":
+                rest.pop(0)
+            continue
+        argv.append(flag)
+    return argv
+
+
 @pytest.fixture(scope="module")
 def bad_runs(tmp_path_factory, sample_video, fetched_models, run_agents):
+    """case name -> (run, exit code, fragments, validate run, folder)."""
     cases = CASES + RUN_TIME_CASES
-    prepared = [bad_run_args(tmp_path_factory.mktemp(c.__name__), sample_video, c) for c in cases]
-    runs = run_agents([argv for argv, _, _ in prepared])
-    return {case.__name__: (run, code, fragments)
-            for case, run, (_, code, fragments) in zip(cases, runs, prepared)}
+    folders = [tmp_path_factory.mktemp(c.__name__) for c in cases]
+    prepared = [bad_run_args(folder, sample_video, c) for folder, c in zip(folders, cases)]
+    argvs = [argv for argv, _, _ in prepared]
+    runs = run_agents(argvs + [validate_args(argv) for argv in argvs])
+    return {case.__name__: (run, code, fragments, check, str(folder))
+            for case, run, check, folder, (_, code, fragments)
+            in zip(cases, runs, runs[len(cases):], folders, prepared)}
 
 
 @pytest.mark.parametrize("case", CASES + RUN_TIME_CASES,
                          ids=[c.__name__ for c in CASES + RUN_TIME_CASES])
 def test_bad_input_gives_one_clear_line_and_an_error_exit(bad_runs, case):
     # given one mistake on top of an otherwise working run, when the agent starts
-    run, code, fragments = bad_runs[case.__name__]
+    run, code, fragments = bad_runs[case.__name__][:3]
     # then it stops with the error kind's exit code and exactly one line on stderr, no traceback
     assert "Traceback" not in run.stderr, run.stderr
     assert run.returncode == code, run.stderr
@@ -245,3 +323,48 @@ def test_default_logging_still_ends_with_the_single_error_line(tmp_path, sample_
     errors = [line for line in run.stderr_lines() if line.startswith("edgeagent run: ")]
     assert run.returncode == code and "Traceback" not in run.stderr
     assert errors == [run.stderr_lines()[-1]] and fragments[1] in errors[0]
+
+
+@pytest.mark.parametrize("case", CASES + RUN_TIME_CASES,
+                         ids=[c.__name__ for c in CASES + RUN_TIME_CASES])
+def test_validate_says_what_run_says_with_the_same_exit_code(bad_runs, case):
+    run, code, _, check, _ = bad_runs[case.__name__]
+    # when validate gets the same arguments, without opening a camera or running a frame
+    assert "Traceback" not in check.stderr, check.stderr
+    assert len(check.stderr_lines()) == 1 and check.stdout == "", check.stderr
+    # then it stops with run's exit code and run's line
+    assert check.returncode == run.returncode == code, (check.stderr, run.stderr)
+    assert check.stderr_lines()[0].replace("edgeagent validate: ", "edgeagent run: ", 1) == \
+        run.stderr_lines()[0]
+
+
+TABLE_ROW = re.compile(r"^\| `(\w+)` \| (\d+) \| `(.+)` \|$")
+
+
+def documented_rows():
+    """case -> (exit code, line) from the bad-input table of docs/configuration.md."""
+    with open(os.path.join(ROOT, "docs", "configuration.md")) as handle:
+        matches = [TABLE_ROW.match(line.rstrip("\n")) for line in handle]
+    return {m.group(1): (int(m.group(2)), m.group(3).replace("\\|", "|")) for m in matches if m}
+
+
+def as_documented(line, folder, sample_video):
+    """A real error line with this run's paths written as the table writes them."""
+    line = line.replace("edgeagent run: ", "", 1).replace(folder, "<dir>")
+    return line.replace(sample_video, "<video>").replace(MODELS, "<models>")
+
+
+def test_docs_table_gives_every_case_its_exit_code_and_its_line(bad_runs, sample_video):
+    rows = documented_rows()
+    cases = [c.__name__ for c in CASES + RUN_TIME_CASES]
+    assert sorted(rows) == sorted(cases), "docs/configuration.md bad-input table out of date"
+    for name in cases:
+        run, code, _, _, folder = bad_runs[name]
+        doc_code, doc_line = rows[name]
+        actual = as_documented(run.stderr_lines()[0], folder, sample_video)
+        assert doc_code == code, name
+        # a row ending in "..." documents the start of a line whose end comes from a library
+        if doc_line.endswith("..."):
+            assert actual.startswith(doc_line[:-3]), (name, actual)
+        else:
+            assert actual == doc_line, (name, actual)

@@ -20,7 +20,7 @@ CONFIG_ERROR, MODEL_ERROR = 2, 3
 def test_validate_accepts_a_good_config(tmp_path, run_agent):
     path = write(tmp_path, "config.yaml", "device: {id: cam-7, profile: raspberrypi-4}\n"
                  "pipeline: face-detect\nmqtt: {host: broker.lan, qos: 0}\n"
-                 "output: {policy: on_change}\n")
+                 "output: {policy: on_change}\nstate_dir: %s\n" % (tmp_path / "state"))
     run = run_agent(["validate", "--config", path])
     assert run.returncode == 0, run.stderr
     assert run.stdout.strip() == "%s: ok (pipeline face-detect, device cam-7)" % path
@@ -36,7 +36,7 @@ VALIDATE_CASES = [
     ("mqtt: [localhost]\n", CONFIG_ERROR, ["{CONFIG}", "mqtt = ['localhost']", "must be a mapping"]),
     ("device: {profile: jetson-nanoo}\n", CONFIG_ERROR, ["'jetson-nanoo'", "jetson-nano,"]),
     ("pipeline: face-detekt\n", CONFIG_ERROR, ["'face-detekt'", "face-detect"]),
-    ("pipeline: {PIPE}\n", MODEL_ERROR, ["{PIPE}", "model file(s) not found", "gone.onnx"]),
+    ("pipeline: {PIPE}\n", MODEL_ERROR, ["gone.onnx: model file not found", "models: entry"]),
 ]
 
 

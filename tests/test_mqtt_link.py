@@ -133,6 +133,12 @@ class ChildPublisher:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
+    def close(self) -> None:
+        """End of its commands: the child leaves its stdin loop and exits."""
+        self.proc.stdin.close()
+        self.proc.wait(10)
+        self.proc.stdout.close()
+
 
 def test_last_will_offline_is_published_when_the_publisher_is_killed(tmp_path, broker):
     # given a publisher process that is online
@@ -169,14 +175,17 @@ def test_broker_outage_of_20_s_at_30_per_s_loses_nothing_and_keeps_order(tmp_pat
     # when the broker is down for 20 s in the middle
     time.sleep(2)
     broker.stop()
+    before_outage = len(submitted)
     time.sleep(20)
+    during_outage = len(submitted) - before_outage
     outage_pending = publisher.stats()["pending"]
     broker.start()
     time.sleep(2)
     stop_submitting.set()
     producer.join()
     # then after the flush every seq reached the subscriber, in order once duplicates are dropped
-    assert outage_pending >= 500          # the outage really piled up results
+    # the outage really piled up results (however fast a loaded machine let the producer run)
+    assert during_outage >= 100 and outage_pending >= 0.9 * during_outage
     assert publisher.flush(20)
     n = len(submitted)
     assert sub.wait_for(lambda msgs: dedupe(sub.seqs())[-1:] == [n], timeout_s=20)
@@ -210,6 +219,7 @@ def test_publisher_killed_during_outage_delivers_its_outbox_after_restart(tmp_pa
     assert sub.wait_for(lambda msgs: dedupe(sub.seqs())[-1:] == later[-1:])
     assert dedupe(sub.seqs()) == list(range(1, 121)) + later
     assert child.ask("stop") == {"stopped": True}
+    child.close()
     sub.close()
 
 
@@ -274,7 +284,10 @@ def test_unreachable_broker_retries_with_capped_backoff_and_one_warning(tmp_path
     # when the publisher runs for a second
     with caplog.at_level("DEBUG", logger="agent.mqtt.link"):
         publisher.start()
-        time.sleep(1.5)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(
+                [r for r in caplog.records if "cannot reach broker" in r.getMessage()]) < 3:
+            time.sleep(0.1)
         publisher.stop(1)
     # then it tried several times, warned once, and never gave up
     attempts = [r for r in caplog.records if "cannot reach broker" in r.getMessage()]

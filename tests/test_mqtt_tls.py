@@ -139,7 +139,10 @@ def test_wrong_ca_gives_one_clear_error_and_no_traceback(tmp_path, pki, tls_brok
     # when it tries for two seconds
     with caplog.at_level(logging.DEBUG, logger="agent.mqtt"):
         publisher = start_device(tmp_path, settings, "devA")
-        time.sleep(2)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and len(
+                [r for r in caplog.records if "next attempt" in r.getMessage()]) < 2:
+            time.sleep(0.1)
         connected = publisher._link.connected
         publisher.stop(1)
     # then it kept trying but never connected, and said why exactly once, without a traceback
@@ -197,7 +200,10 @@ def test_bad_password_stops_retrying_and_reports_it(tmp_path, pki, tls_broker, c
     # when it starts and gets refused
     with caplog.at_level(logging.INFO, logger="agent.mqtt"):
         publisher = start_device(tmp_path, settings, "devA")
-        time.sleep(2)
+        deadline = time.monotonic() + 30
+        while publisher._link.failure is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)      # a second refusal (the bug this guards against) would come now
     link = publisher._link
     # then it tried once, stopped, and `failure` names the user and the password file
     refusals = [r for r in caplog.records if "refused user" in r.getMessage()]

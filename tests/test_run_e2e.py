@@ -122,7 +122,7 @@ def retained_status(broker, schema_validator=None):
     late = Subscriber(broker.port, "edgeagent/%s/status" % DEVICE, client_id="late",
                       persistent=False)
     try:
-        assert late.wait_for(lambda msgs: len(msgs) >= 1, timeout_s=5)
+        assert late.wait_for(lambda msgs: len(msgs) >= 1, timeout_s=15)
         message = late.received()[0]
     finally:
         late.close()
@@ -179,8 +179,12 @@ def test_sigkilled_agent_leaves_the_offline_will_and_health_fits_the_schema(
                        str(tmp_path / "agent.log"))
     try:
         got_health = subscriber.wait_for(lambda msgs: len(
-            [m for m in msgs if m.topic.endswith("/health")]) >= 2, timeout_s=15)
+            [m for m in msgs if m.topic.endswith("/health")]) >= 2, timeout_s=60)
         assert got_health, open(str(tmp_path / "agent.log")).read()
+        # and it has looped past the end of the 60-frame file (waited for, however slow)
+        looped = subscriber.wait_for(lambda msgs: len(
+            [m for m in msgs if m.topic.endswith("/results")]) > 60, timeout_s=120)
+        assert looped, open(str(tmp_path / "agent.log")).read()
         # and while it runs, a late subscriber gets the retained online status with the backend
         assert retained_status(broker) == ("online", "onnxruntime")
         # when it is killed without a chance to say goodbye
@@ -192,7 +196,7 @@ def test_sigkilled_agent_leaves_the_offline_will_and_health_fits_the_schema(
             proc.wait(10)
     # then the broker publishes the last will: status offline
     assert subscriber.wait_for(lambda msgs: "offline" in states(
-        [m for m in msgs if m.topic.endswith("/status")]), timeout_s=10)
+        [m for m in msgs if m.topic.endswith("/status")]), timeout_s=30)
     messages = subscriber.received()
     validate_all(schema_validator, messages)
     assert states(subscriber.received("/status"))[-1] == "offline"
@@ -210,3 +214,26 @@ def test_sigkilled_agent_leaves_the_offline_will_and_health_fits_the_schema(
     # and a late subscriber gets the retained offline
     assert retained_status(broker)[0] == "offline"
     assert os.path.exists(str(tmp_path / "state" / "outbox.sqlite"))
+
+
+def test_looping_file_deleted_mid_run_exits_5_with_one_line(tmp_path, sample_video):
+    from agent_proc import AgentProcess, write_config as write_agent_config
+    # given the agent looping over a copy of the sample video
+    clip = tmp_path / "clip.avi"
+    clip.write_bytes(open(sample_video, "rb").read())
+    config = write_agent_config(str(tmp_path / "agent.yaml"), device={"id": DEVICE},
+                                pipeline="face-detect", source="file://%s?loop=1" % clip,
+                                state_dir=str(tmp_path / "state"), mqtt={"enabled": False})
+    with AgentProcess(config) as agent:
+        assert agent.wait_result(60) is not None, agent.log_text()
+        # when the file is deleted while it plays
+        clip.unlink()
+        # then the agent ends (at the end of the pass it had open) with exit 5 and one line
+        code = agent.proc.wait(120)
+        for reader in agent._readers:
+            reader.join(5)
+    log = agent.log_text()
+    assert code == 5, log[-3000:]
+    assert "Traceback" not in log
+    assert ("edgeagent run: source error: file://%s?loop=1: cannot loop: cannot open video "
+            "(file missing)" % clip) in log.splitlines()

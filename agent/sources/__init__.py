@@ -28,7 +28,7 @@ from .synthetic import open_synthetic
 from .uri import STREAM_SCHEMES, SUPPORTED_SCHEMES, SourceSpec, parse_uri
 from .v4l2 import open_v4l2
 
-__all__ = ["open_source", "open_recovering", "is_live", "parse_uri", "SourceSpec",
+__all__ = ["open_source", "open_recovering", "check_source", "is_live", "parse_uri", "SourceSpec",
            "RecoveringSource", "Backoff", "RUNNING", "CAMERA_LOST", "STOPPED",
            "SUPPORTED_SCHEMES"]
 
@@ -78,3 +78,24 @@ def open_recovering(uri: str, width: Optional[int] = None, height: Optional[int]
         import_picamera2(spec)
     return RecoveringSource(lambda: open_spec(spec), stall_timeout_s, uri=spec.display_uri,
                             **recovery_options)
+
+
+def check_source(uri: str, width: Optional[int] = None, height: Optional[int] = None,
+                 fps: Optional[float] = None, loop: bool = False) -> None:
+    """What open_recovering would refuse, without opening a camera (for `validate`): the URI's
+    syntax, scheme and keys; a file or folder is opened and closed (it must exist and decode,
+    every picture of an images:// folder is read once);
+    csi needs OpenCV with GStreamer, picam needs picamera2. A live camera that is off is not
+    an error: `run` waits for it."""
+    spec = parse_uri(uri, width, height, fps, loop)
+    if not is_live(spec):
+        source = open_spec(spec)
+        try:
+            for _ in getattr(source, "paths", ()):   # images://: every picture must decode
+                source.read()
+        finally:
+            source.close()
+    elif spec.scheme == "csi":
+        check_gstreamer(spec)
+    elif spec.scheme == "picam":
+        import_picamera2(spec)

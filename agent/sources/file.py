@@ -1,4 +1,7 @@
-"""file:// sources: every frame of a video file, in order, optionally looping forever."""
+"""file:// sources: every frame of a video file, in order, optionally looping forever.
+
+A looping file that cannot be reopened (deleted, moved, unreadable) is a SourceError, not an
+end: the agent exits 5 with the file named, instead of a silent clean stop."""
 
 import logging
 import os
@@ -25,6 +28,7 @@ class FileSource:
         self.loops = 0               # how many times the file restarted
         self._index = 0
         self._frames_this_pass = 0
+        self._spec = spec
         self._capture = _open_video(spec)
         self._pending = _first_image(self._capture, spec)   # proves OpenCV can decode it
 
@@ -55,22 +59,25 @@ class FileSource:
             return None
         # reopening is more reliable than seeking to frame 0 for every codec/container
         self._capture.release()
-        self._capture = cv2.VideoCapture(self.path)
+        self._capture = None
+        self._capture = _open_video(self._spec, "cannot loop: ")
         self._frames_this_pass = 0
         self.loops += 1
         log.debug("%s: looping (pass %d)", self.uri, self.loops + 1)
         ok, image = self._capture.read()
-        return image if ok else None
+        if not ok or image is None:
+            raise self._spec.error("cannot loop: " + _undecodable(self.path))
+        return image
 
 
-def _open_video(spec: SourceSpec):
+def _open_video(spec: SourceSpec, context: str = ""):
     if not os.path.isfile(spec.target):
         what = "a directory; use images://%s for a folder of pictures" % spec.target \
             if os.path.isdir(spec.target) else "file missing"
-        raise spec.error("cannot open video (%s)" % what)
+        raise spec.error("%scannot open video (%s)" % (context, what))
     capture = cv2.VideoCapture(spec.target)
     if not capture.isOpened():
-        raise spec.error(_undecodable(spec.target))
+        raise spec.error(context + _undecodable(spec.target))
     return capture
 
 

@@ -3,7 +3,9 @@
 RecoveringSource reads the wrapped source on its own thread. When the source fails (read
 raises SourceError: connection dropped, end of stream, device error) or stalls (no frame
 for stall_timeout_s while the connection stays open), it closes it and reopens it through
-open_fn with capped exponential backoff and jitter, forever, until close(). The caller
+open_fn with capped exponential backoff and jitter, forever, until close(). The cap is short
+(2 s by default): a camera that comes back after a long outage is found again within the
+cap plus one open, not after a delay that grew with the outage. The caller
 never waits longer than read(timeout): read() returns None while the camera is lost.
 Frame indices keep counting up across reconnects.
 
@@ -28,10 +30,13 @@ CAMERA_LOST = "camera_lost"
 STOPPED = "stopped"
 
 _LOST, _ENDED = "lost", "ended"
+BACKOFF_INITIAL_S = 0.2      # first retry after a loss
+BACKOFF_MAX_S = 2.0          # retries never wait longer (camera.reconnect_max_s)
 
 
 class Backoff:
-    """Delays initial, 2*initial, 4*initial ... capped at max_s, each scaled by 1 +- jitter."""
+    """Delays initial, 2*initial, 4*initial ... each scaled by 1 +- jitter, never above max_s
+    (at the cap the jitter only shortens: a fleet still spreads its reconnects)."""
 
     def __init__(self, initial_s: float, max_s: float, jitter: float,
                  rng: Callable[[], float] = random.random) -> None:
@@ -47,7 +52,7 @@ class Backoff:
     def next_delay(self) -> float:
         base = min(self.max_s, self.initial_s * 2 ** min(self._attempt, 32))
         self._attempt += 1
-        return base * (1.0 + self.jitter * (2.0 * self._rng() - 1.0))
+        return min(self.max_s, base * (1.0 + self.jitter * (2.0 * self._rng() - 1.0)))
 
     def reset(self) -> None:
         self._attempt = 0
@@ -64,7 +69,8 @@ class RecoveringSource:
     """
 
     def __init__(self, open_fn: Callable[[], Source], stall_timeout_s: float,
-                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0,
+                 backoff_initial_s: float = BACKOFF_INITIAL_S,
+                 backoff_max_s: float = BACKOFF_MAX_S,
                  jitter: float = 0.2, clock: Callable[[], float] = time.monotonic,
                  sleep: Optional[Callable[[float], object]] = None,
                  read_timeout_s: float = 0.5, poll_s: float = 0.1, uri: str = "") -> None:
@@ -132,7 +138,9 @@ class RecoveringSource:
         with self._cond:
             self._cond.notify_all()
         if self._thread is not threading.current_thread():
-            self._thread.join(5.0)
+            # an open in progress may take its open timeout; the daemon thread closes what it
+            # opened when that returns, so a stop is not held up by a dead camera
+            self._thread.join(1.0)
         self._state = STOPPED
 
     def _has_news(self) -> bool:

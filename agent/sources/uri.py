@@ -3,7 +3,8 @@
 Query values win over the width/height/fps/loop the caller passes (from the device profile).
 Each scheme accepts only the keys it uses; any other key is an error naming the allowed ones,
 so a typo never silently turns a setting off. Network stream URIs (rtsp/http/https) keep
-their query for the server, minus the agent's own keys (open_timeout_ms, read_timeout_ms).
+their query for the server, minus the agent's own keys (open_timeout_ms, read_timeout_ms, and
+for rtsp:// rtsp_transport=tcp|udp).
 """
 
 from dataclasses import dataclass, field  # novm: the dataclasses backport serves 3.6
@@ -15,6 +16,7 @@ from ..errors import SourceError
 SUPPORTED_SCHEMES = ("file", "images", "rtsp", "http", "https", "v4l2", "csi", "picam", "synthetic")
 STREAM_SCHEMES = ("rtsp", "http", "https")
 STREAM_KEYS = ("open_timeout_ms", "read_timeout_ms")
+RTSP_TRANSPORTS = ("tcp", "udp")
 
 # keys each scheme accepts in its query; width/height/fps/loop are also read from arguments
 ALLOWED_KEYS = {
@@ -99,8 +101,16 @@ def redact(uri: str) -> str:
 
 
 def _stream_spec(uri, parts, query, width, height, fps) -> SourceSpec:
-    ours = dict((k, v) for k, v in query if k in STREAM_KEYS)
-    theirs = [(k, v) for k, v in query if k not in STREAM_KEYS]
+    keys = STREAM_KEYS + (("rtsp_transport",) if parts.scheme.lower() == "rtsp" else ())
+    ours = dict((k, v) for k, v in query if k in keys)
+    theirs = [(k, v) for k, v in query if k not in keys]
+    for key in ("open_timeout_ms", "read_timeout_ms"):
+        if key in ours:
+            _to_int(redact(uri), key, ours[key], 1)
+    transport = ours.get("rtsp_transport")
+    if transport is not None and transport.lower() not in RTSP_TRANSPORTS:
+        raise SourceError("%s: rtsp_transport=%s must be tcp or udp (tcp, the default, "
+                          "passes firewalls and loses no packets)" % (redact(uri), transport))
     url = urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(theirs), parts.fragment))
     return SourceSpec(uri, parts.scheme.lower(), url, width, height, fps, False, ours)
 

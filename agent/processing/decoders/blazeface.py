@@ -53,6 +53,9 @@ def ssd_anchor_centres(input_hw: Tuple[int, int], strides: Sequence[int],
 class BlazeFaceDecoder:
     """Faces (class 0) from a BlazeFace model; the anchors are built once."""
 
+    KEYS = ("range", "score_threshold", "iou_threshold", "nms", "max_detections",
+            "score_clipping_thresh")
+
     name = "blazeface"
 
     def __init__(self, output_specs: List[TensorSpec], regressors_index: int,
@@ -72,8 +75,7 @@ class BlazeFaceDecoder:
     @classmethod
     def from_dict(cls, cfg: Mapping, path: str, input_spec: TensorSpec,
                   output_specs: List[TensorSpec]) -> "BlazeFaceDecoder":
-        opts = Options(cfg, path, ("range", "score_threshold", "iou_threshold", "nms",
-                                   "max_detections", "score_clipping_thresh"))
+        opts = Options(cfg, path, cls.KEYS)
         regressors_index, num_boxes = _identify(output_specs)
         input_hw = input_spec.hw
         if min(input_hw) <= 0:

@@ -14,6 +14,7 @@ class ClassifyDecoder:
     """Top-k classes, best first, with scores at or above ``score_threshold``."""
 
     name = "classify"
+    KEYS = ("softmax", "top_k", "score_threshold")
 
     def __init__(self, output_spec: TensorSpec, top_k: int = 5, score_threshold: float = 0.0,
                  softmax: str = "auto") -> None:
@@ -25,7 +26,7 @@ class ClassifyDecoder:
     @classmethod
     def from_dict(cls, cfg: Mapping, path: str, input_spec: TensorSpec,
                   output_specs: List[TensorSpec]) -> "ClassifyDecoder":
-        opts = Options(cfg, path, ("softmax", "top_k", "score_threshold"))
+        opts = Options(cfg, path, cls.KEYS)
         expects = "one output [1, C] of class scores"
         if len(output_specs) != 1:
             raise mismatch(cls.name, expects, output_specs)

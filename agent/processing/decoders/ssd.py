@@ -23,6 +23,7 @@ class SsdDecoder:
     """Keeps the model's own detections above ``score_threshold``."""
 
     name = "ssd"
+    KEYS = ("score_threshold", "max_detections", "class_offset")
 
     def __init__(self, output_specs: List[TensorSpec], input_hw: Tuple[int, int],
                  boxes_index: int, count_index: int, pair: Tuple[int, int], pair_known: bool,
@@ -41,7 +42,7 @@ class SsdDecoder:
     @classmethod
     def from_dict(cls, cfg: Mapping, path: str, input_spec: TensorSpec,
                   output_specs: List[TensorSpec]) -> "SsdDecoder":
-        opts = Options(cfg, path, ("score_threshold", "max_detections", "class_offset"))
+        opts = Options(cfg, path, cls.KEYS)
         height, width = input_spec.hw
         if height <= 0 or width <= 0:
             raise ModelError("decoder ssd needs the model's input size, but input %r is dynamic "

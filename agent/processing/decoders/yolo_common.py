@@ -21,6 +21,7 @@ class YoloDecoder:
     """Base of the YOLO decoders; ``head`` is the number of values before the class scores."""
 
     name = "yolo"
+    KEYS = KEYS
     head = 4
     layout_hint = "[1, 4+C, N]"
 
@@ -40,7 +41,7 @@ class YoloDecoder:
     @classmethod
     def from_dict(cls, cfg: Mapping, path: str, input_spec: TensorSpec,
                   output_specs: List[TensorSpec]) -> "YoloDecoder":
-        opts = Options(cfg, path, KEYS)
+        opts = Options(cfg, path, cls.KEYS)
         spec = cls._the_output(output_specs)
         return cls(spec, input_spec.hw,
                    score_threshold=opts.fraction("score_threshold", 0.25),
