@@ -11,7 +11,7 @@ from .checks import (need_choice, need_int, need_list, need_mapping, need_str, r
                      where)
 from .errors import ConfigError
 from .processing.decoders import check_decoder_keys
-from .processing.preprocess import PreprocessConfig
+from .processing.preprocess_config import PreprocessConfig
 from .profiles import BACKEND_KEYS
 from .yamlio import read_yaml
 
