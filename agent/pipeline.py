@@ -14,11 +14,12 @@ the service can tell a pipeline that waits for frames from one that hangs (stuck
 
 import ctypes
 import ctypes.util
+import dataclasses
 import logging
 import queue
 import threading
 import time
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 from .errors import EdgeAgentError
 import numpy as np
@@ -216,8 +217,7 @@ class PipelineRunner:
         frame = inferred.prepared.frame
         if self._seen is not None:
             self._seen(frame)
-        bare = Frame(np.empty((frame.height, frame.width, 0), np.uint8), frame.index, frame.ts,
-                     frame.mono)
+        bare = dataclasses.replace(frame, image=np.empty((frame.height, frame.width, 0), np.uint8))
         return inferred._replace(prepared=inferred.prepared._replace(frame=bare))
 
     def _output(self) -> None:
