@@ -247,7 +247,8 @@ class HostDeploy:
             if watch is not None:
                 watch.close()
         if not done["ok"]:
-            return self.after_failure(done, extra, done["why"])
+            return self.after_failure(done, extra, done["why"],
+                                      "failed" if by_hand else "rolled back")
         if by_hand:
             return self.result("rolled back", "now at %s (healthy)" % done["current"], **extra)
         pruned = self.ssh.helper("prune", dict(self.helper_args(), keep=self.opts.keep))
@@ -255,11 +256,12 @@ class HostDeploy:
             self.log("pruned %s", ", ".join(pruned["removed"]))
         return self.result("ok", **extra)
 
-    def after_failure(self, done: Dict[str, Any], extra: Dict[str, Any], why: str) -> HostResult:
+    def after_failure(self, done: Dict[str, Any], extra: Dict[str, Any], why: str,
+                      label: str = "rolled back") -> HostResult:
         """The new (or rolled-to) release did not come up: say where the device is now."""
         restored = done.get("restored")
         if restored and done.get("restored_ok"):
-            return self.result("rolled back", "%s; back on %s (healthy)" % (why, restored), **extra)
+            return self.result(label, "%s; back on %s (healthy)" % (why, restored), **extra)
         if restored:
             return self.result(DOWN, "%s; AND the restored release %s failed too: %s"
                                % (why, restored, done.get("restored_why")), **extra)

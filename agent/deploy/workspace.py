@@ -59,6 +59,8 @@ def sweep_dead_runs(parent: str) -> List[str]:
 class Workspace:
     def __init__(self, parent: str = "") -> None:
         self.parent = parent or tempfile.gettempdir()
+        if len(self.parent) > 60:     # ssh control sockets: a unix socket path has <= 107 bytes
+            self.parent = "/tmp"
         self.path = ""
         self._old = {}  # type: dict
 
