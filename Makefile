@@ -8,7 +8,7 @@ PY38 ?= $(or $(shell ls $$HOME/.pyenv/versions/3.8*/bin/python3.8 2>/dev/null | 
 VENV38 ?= .venv38
 STAMP := $(VENV)/.installed
 
-.PHONY: venv models demo test test-py311 test-py38 vermin bench clean
+.PHONY: venv models demo test test-py311 test-py38 vermin bench clean ansible
 
 venv: $(STAMP)
 
@@ -28,7 +28,7 @@ demo: venv
 vermin: venv
 	$(VENV)/bin/vermin -q --no-tips --violations -t=3.6- --eval-annotations --exclude-regex 'agent/deploy/' agent
 
-test-py311: venv models vermin
+test-py311: venv models vermin ansible
 	$(PY) -m pytest -q
 
 $(VENV38)/.installed: requirements/py38-device.txt
@@ -49,10 +49,20 @@ test-py38: $(VENV38)/.installed models
 
 test: test-py311 test-py38
 
+# ansible-core for the edgeagent.fleet collection tests: 2.16 is the newest that still manages
+# Python 3.6 targets (JetPack 4.6); 2.17 dropped them
+ANSIBLE_VENV ?= .venv-ansible
+$(ANSIBLE_VENV)/.installed:
+	$(PYTHON) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/python -m pip install -q 'ansible-core>=2.16,<2.17'
+	touch $@
+
+ansible: $(ANSIBLE_VENV)/.installed
+
 bench: venv models
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_pipeline.py
 	$(PY) benchmarks/bench_outbox.py
 
 clean:
-	rm -rf $(VENV) $(VENV38) build dist *.egg-info
+	rm -rf $(VENV) $(VENV38) $(ANSIBLE_VENV) build dist *.egg-info

@@ -190,3 +190,85 @@ def test_pruning_keeps_the_newest_healthy_release_and_current(device):
     assert a["new"] in releases and names[-1] in releases
     assert names[0] not in releases
     assert current_release(device.root) == "releases/" + names[-1]
+
+
+def test_health_mqtt_needs_the_agent_publishing_with_advancing_seq(device, tmp_path):
+    from broker import Broker
+    with Broker(str(tmp_path / "broker")) as broker:
+        config = tmp_path / "base.yaml"
+        config.write_text("mqtt: {host: 127.0.0.1, port: %d}\n" % broker.port)
+        extra = ("--config", str(config), "--device-id", "cam-1",
+                 "--health-mqtt", "127.0.0.1:%d" % broker.port, "--health-timeout", "8")
+        # given an agent that reports online and publishes numbered messages: healthy
+        code, a, _ = device("mqtt-status", *extra)
+        assert code == 0 and a["result"] == "ok", a
+        # when the next one comes up (READY) and says online, but its seq never advances
+        code, b, _ = device("mqtt-silent", *extra)
+        # then the workstation's check fails and the device goes back to the first release
+        assert code == 7 and b["result"] == "rolled back", b
+        assert "no advancing seq" in b["message"]
+        assert current_release(device.root) == "releases/" + a["new"]
+        assert state_of(device.root, b["new"])["state"] == "failed"
+
+
+def test_release_that_cannot_run_its_pipeline_never_becomes_current(device, server, tmp_path):
+    code, a, _ = device("ok")
+    before = tree_but_lock(device.root)
+    calls = len(server.shim_calls())
+    # when the new release's config names a pipeline the agent does not have
+    code, b, stdout = device("ok-2", "--pipeline", "no-such-pipeline")
+    # then the device's own `edgeagent validate` stopped it before the switch: one line, exit 7,
+    # current untouched, the service not restarted
+    assert code == 7 and b["result"] == "not runnable", b
+    assert "cannot run its pipeline here" in b["message"] and "no-such-pipeline" in b["message"]
+    assert "\n" not in b["message"] and "Traceback" not in b["message"]
+    assert current_release(device.root) == "releases/" + a["new"]
+    assert not [c for c in server.shim_calls()[calls:] if c.startswith("restart")]
+    changed = {e[0] for e in set(tree_but_lock(device.root)) ^ set(before)}
+    # (only the new, never-current release folder and the upload cache are new)
+    assert all(path.startswith("opt/edgeagent/releases/" + b["new"]) or path in (
+        "opt/edgeagent/releases", "opt/edgeagent/cache") or
+        path.startswith("opt/edgeagent/cache/") for path in changed), changed
+
+
+HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "deploy", "remote_helper.py")
+
+
+@pytest.fixture()
+def open_dir():
+    """A folder under /tmp that another user can reach (pytest's tmp_path is 0700)."""
+    import shutil
+    import tempfile
+    folder = tempfile.mkdtemp(prefix="ea-nosudo-", dir="/tmp")
+    os.chmod(folder, 0o777)
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_missing_sudo_is_one_clear_line_and_nothing_changes(open_dir):
+    # given a device root with a complete release, and the helper run by a non-root user on a
+    # machine without sudo (as the issue saw: FileNotFoundError: 'sudo')
+    import shutil
+    import subprocess
+    if shutil.which("sudo"):
+        pytest.skip("this machine has sudo; the check is for devices without it")
+    import pathlib
+    base = pathlib.Path(open_dir)
+    root = base / "dev"
+    release = root / "opt" / "edgeagent" / "releases" / "r1"
+    release.mkdir(parents=True)
+    (release / "COMPLETE").write_text("x")
+    for path in base.rglob("*"):
+        os.chmod(str(path), 0o777)
+    args = {"root": str(root), "release": "r1", "service": "edgeagent", "sudo": True,
+            "restart": True, "validate": False,
+            "health": {"timeout": 5, "settle": 0, "interval": 0.2}}
+    with open(HELPER, "rb") as f:
+        done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                               "/usr/bin/python3", "-", "activate", json.dumps(args)],
+                              input=f.read(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    last = done.stdout.decode().strip().splitlines()[-1]
+    # then: one line saying what and how to fix it, exit 2, and `current` was never created
+    assert done.returncode == 2 and last.startswith("EDGEAGENT-ERROR ")
+    assert "no sudo" in last and "--no-sudo" in last and "FileNotFoundError" not in last
+    assert not os.path.lexists(str(root / "opt" / "edgeagent" / "current"))

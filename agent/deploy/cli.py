@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
                   ", ".join(r.host for r in results if r.result == DOWN))
         return DOWN_EXIT_CODE
     # After --rollback, "rolled back" is the wanted result; after a deploy it is a failure.
-    bad = {"failed", "aborted", "skipped", "refused"} | (set() if args.rollback else {"rolled back"})
+    bad = {"failed", "aborted", "skipped", "refused", "not runnable"} | (set() if args.rollback else {"rolled back"})
     return DeployError.exit_code if any(r.result in bad for r in results) else 0
 
 

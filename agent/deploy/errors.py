@@ -28,4 +28,8 @@ class Refused(DeployError):
     """The device refused to activate a release that failed its health gate too often."""
 
 
+class NotRunnable(DeployError):
+    """The release's own `edgeagent validate` failed on the device: it never became current."""
+
+
 DOWN_EXIT_CODE = 8   # some host runs no healthy release (the rollback target failed too)

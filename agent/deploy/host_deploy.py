@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from .artifacts import Bundle, Hasher, ReleasePlan, plan_release
-from .errors import ConnectionLost, DeployError, HostKeyError, Refused
+from .errors import ConnectionLost, DeployError, HostKeyError, NotRunnable, Refused
 from .health import HealthSettings, MqttStatusWatch, wait_healthy
 from .inventory import Host
 from .ssh import SshHost, SshSettings
@@ -17,7 +17,7 @@ log = logging.getLogger(__name__)
 
 MIN_PYTHON = (3, 6)
 DOWN = "DOWN"          # the new release failed and no healthy one runs now
-FAILED = ("failed", "rolled back", "aborted", "refused", DOWN)
+FAILED = ("failed", "rolled back", "aborted", "refused", "not runnable", DOWN)
 
 
 @dataclass(frozen=True)
@@ -97,6 +97,8 @@ class HostDeploy:
             return self.result("aborted", str(exc))
         except Refused as exc:
             return self.result("refused", str(exc))
+        except NotRunnable as exc:
+            return self.result("not runnable", str(exc))
         except DeployError as exc:
             return self.result("failed", str(exc))
         finally:
@@ -113,6 +115,13 @@ class HostDeploy:
                               "the inventory to another interpreter)" % (
                                   self.host.name, ".".join(map(str, version)),
                                   ".".join(map(str, MIN_PYTHON))))
+        if self.opts.restart and self.opts.sudo and probe["euid"] != 0 and \
+                not probe.get("has_sudo", True):
+            raise DeployError("%s: user %s is not root and the device has no sudo, so systemctl "
+                              "cannot restart the service: log in as root, install sudo with a "
+                              "NOPASSWD rule for systemctl and install, or pass --no-sudo if the "
+                              "user may run systemctl itself; nothing was changed"
+                              % (self.host.name, self.host.user or "(ssh default)"))
         if not probe["has_venv"]:
             raise DeployError("%s: %s has no venv module; install it (apt install python3-venv)"
                               % (self.host.name, probe["python_path"]))
@@ -234,12 +243,12 @@ class HostDeploy:
         watch = self.status_watch(probe)
         try:
             confirm = watch is not None or bool(self.opts.health.cmd)
-            restarted_at = time.monotonic()
             done = self.gated_call(op, args, probe)
+            ready_at = time.monotonic()    # the new process is READY; the old one is gone
             self.new = done.get("release") or self.new
             self.log("%s %s: %s", op, done.get("release"), "ready" if done["ok"] else done["why"])
             if done["ok"] and confirm and self.opts.restart:
-                why = self.health(done["release"], probe, restarted_at, watch)
+                why = self.health(done["release"], probe, ready_at, watch)
                 done = self.ssh.helper("confirm", dict(self.helper_args(), release=done["release"],
                                                        ok=why is None, why=why or ""),
                                        timeout=4 * self.opts.health.timeout_s + 120)

@@ -575,6 +575,14 @@ def restore(p, args, failed):
     return {"restored": target, "restored_ok": ok, "restored_why": why}
 
 
+def check_privileges(args):
+    """Before anything changes: can we run systemctl as root here?"""
+    if args["restart"] and os.geteuid() != 0 and args["sudo"] and shutil.which("sudo") is None:
+        raise Failure("`systemctl restart` needs root and this device has no sudo: log in as root, "
+                      "install sudo with a NOPASSWD rule for systemctl and install, or pass "
+                      "--no-sudo if user %s may run systemctl itself; nothing was changed" % _user())
+
+
 def check_attempts(p, name, args):
     state = read_state(p, name)
     limit = int(args.get("attempts", 2))
@@ -598,6 +606,7 @@ def activate_checked(p, name, args):
 def op_activate(args):
     p = paths(args["root"])
     take_lock(p)
+    check_privileges(args)
     check_attempts(p, args["release"], args)
     if args.get("validate", True):
         try:
@@ -613,6 +622,7 @@ def op_rollback(args):
     does not come up, the newest healthy release is restored (the one we left, if it was)."""
     p = paths(args["root"])
     take_lock(p)
+    check_privileges(args)
     now = current_release(p)
     target = args.get("to") or newest_healthy(p, exclude=(now,))
     if not target:
@@ -627,6 +637,7 @@ def op_verify(args):
     (gated); if that fails, back to the newest healthy release."""
     p = paths(args["root"])
     take_lock(p)
+    check_privileges(args)
     name = current_release(p)
     if not args["restart"]:
         return {"release": name, "current": name, "ok": True, "why": "", "restarted": False,

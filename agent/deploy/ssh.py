@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from . import remote_helper
-from .errors import ConnectionLost, DeployError, HostKeyError, Refused
+from .errors import ConnectionLost, DeployError, HostKeyError, NotRunnable, Refused
 from .inventory import Host
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,8 @@ class SshHost:
             return json.loads(last[len(remote_helper.RESULT):])
         if last.startswith(remote_helper.ERROR):
             why = json.loads(last[len(remote_helper.ERROR):])
-            kind = Refused if done.returncode == remote_helper.EXIT_REFUSED else DeployError
+            kind = {remote_helper.EXIT_REFUSED: Refused,
+                    remote_helper.EXIT_NOT_RUNNABLE: NotRunnable}.get(done.returncode, DeployError)
             raise kind("%s: %s: %s" % (self.host.name, op, " | ".join(why.splitlines())))
         raise DeployError("%s: %s with %s failed (exit %d): %s" % (
             self.host.name, op, self.host.python, done.returncode, (err or last)[-800:]))
