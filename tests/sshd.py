@@ -204,6 +204,12 @@ def session_sshd() -> Sshd:
     return _SESSION["sshd"]
 
 
+def stop_session_services() -> None:
+    """Stop the fake agents the systemctl stand-in started (tests call it when they end)."""
+    if "sshd" in _SESSION:
+        _SESSION["sshd"].stop_services()
+
+
 def session_wheel() -> str:
     """The agent wheel of this checkout, built once per session (with the stand-in CLI if the
     checkout has no agent/cli.py yet)."""

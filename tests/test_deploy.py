@@ -11,6 +11,15 @@ import pytest
 
 from sshd import (DEVICE_PYTHON, current_release, run_deploy, session_sshd, session_wheelhouse,
                   tree)
+from sshd import stop_session_services
+
+
+@pytest.fixture(autouse=True)
+def _stop_fake_agents():
+    """Nothing a test starts outlives it: the fake agents the systemctl stand-in started."""
+    yield
+    stop_session_services()
+
 
 HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "deploy", "remote_helper.py")
 

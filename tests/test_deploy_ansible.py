@@ -13,7 +13,16 @@ import pytest
 
 from sshd import DEVICE_PYTHON, REPO, current_release, session_sshd, session_wheel
 
-PY36 = "/root/.pyenv/versions/3.6.15/bin/python3.6"
+PY36 = "/root/.pyenv/versions/3.6.15/bin/python3.6"from sshd import stop_session_services
+
+
+@pytest.fixture(autouse=True)
+def _stop_fake_agents():
+    """Nothing a test starts outlives it: the fake agents the systemctl stand-in started."""
+    yield
+    stop_session_services()
+
+
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "ansible_inventory_golden.json")
 
 

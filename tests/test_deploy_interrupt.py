@@ -16,6 +16,14 @@ import time
 import pytest
 
 from sshd import REPO, current_release, deploy_command, run_deploy, session_sshd
+from sshd import stop_session_services
+
+
+@pytest.fixture(autouse=True)
+def _stop_fake_agents():
+    """Nothing a test starts outlives it: the fake agents the systemctl stand-in started."""
+    yield
+    stop_session_services()
 
 
 def assert_current_is_complete(root):
@@ -147,6 +155,7 @@ def hold_lock(root, age_s):
     code = ("import fcntl, json, os, sys, time\n"
             "fd = os.open(sys.argv[1], os.O_CREAT | os.O_RDWR, 0o600)\n"
             "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.ftruncate(fd, 0)\n"
             "boot = open('/proc/sys/kernel/random/boot_id').read().strip()\n"
             "os.write(fd, json.dumps({'pid': os.getpid(), 'boot_id': boot, 'op': 'install',\n"
             "                         'started': time.time() - float(sys.argv[2])}).encode())\n"
@@ -207,3 +216,22 @@ def test_lost_connection_during_the_health_gate_still_rolls_back(setup):
     assert current_release(root) == "releases/" + good["new"]
     assert proc.returncode == 7 and host["result"] == "rolled back", err
     assert "connection lost" in err
+
+
+def test_install_helper_stops_when_its_workstation_is_killed(setup):
+    server, known_hosts, root, model, args, workdir = setup
+    model.write_text("fresh")
+    # when the deploy (and its ssh) is SIGKILLed while the device helper installs
+    proc = start(server, known_hosts, args, workdir, start_new_session=True)
+    deadline = time.monotonic() + 120
+    while not [h for h in helpers_running(root) if h[2] == "install"]:
+        assert time.monotonic() < deadline and proc.poll() is None
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    # then the device-side helper notices its output closing and stops (lock free), by itself
+    deadline = time.monotonic() + 20
+    while helpers_running(root) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert helpers_running(root) == []
+    assert not os.path.lexists(os.path.join(root, "opt", "edgeagent", "current"))
