@@ -1,5 +1,5 @@
 """Fleet deploy times: `edgeagent deploy` at --forks 1/5/10 against the Ansible role
-edgeagent.fleet.deploy (ansible-core, forks 10, one batch), all in one run on fresh device roots
+edgeagent.fleet.deploy (ansible-core, -f 1/5/10, one batch), all in one run on fresh device roots
 served by one real sshd (tests/sshd.py, Type=notify-like systemctl stand-in), interleaved.
 
     PYTHONPATH=. .venv/bin/python benchmarks/bench_fleet_deploy.py [--hosts 10] [--rounds 1]
@@ -82,7 +82,7 @@ def main():
         times = {}
         for rnd in range(args.rounds):
             for name in ("edgeagent forks 10", "ansible forks 10", "edgeagent forks 5",
-                         "edgeagent forks 1"):
+                         "ansible forks 5", "edgeagent forks 1", "ansible forks 1"):
                 folder = os.path.join(work, "%d-%s" % (rnd, name.replace(" ", "-")))
                 os.makedirs(folder)
                 model = os.path.join(folder, "m.onnx")

@@ -12,8 +12,7 @@ import subprocess
 import pytest
 
 from sshd import DEVICE_PYTHON, REPO, current_release, session_sshd, session_wheel
-
-PY36 = "/root/.pyenv/versions/3.6.15/bin/python3.6"from sshd import stop_session_services
+from sshd import stop_session_services
 
 
 @pytest.fixture(autouse=True)
@@ -24,6 +23,16 @@ def _stop_fake_agents():
 
 
 GOLDEN = os.path.join(os.path.dirname(__file__), "data", "ansible_inventory_golden.json")
+
+
+def python36():
+    """JetPack 4.6's Python (pyenv 3.6.x): Ansible's modules run on it as on a Nano."""
+    import glob
+    found = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.6*/bin/python3.6")))
+    if not found:
+        pytest.fail("Python 3.6 not found (pyenv install 3.6.15): the target a JetPack 4.6 "
+                    "fleet has")
+    return found[-1]
 
 
 def ansible_bin():
@@ -40,7 +49,7 @@ def ansible_env(tmp_path):
                ANSIBLE_HOST_KEY_CHECKING="True", ANSIBLE_NOCOLOR="1",
                ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local"),
                ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote"),
-               ANSIBLE_RETRY_FILES_ENABLED="False", ANSIBLE_PYTHON_INTERPRETER=PY36,
+               ANSIBLE_RETRY_FILES_ENABLED="False", ANSIBLE_PYTHON_INTERPRETER=python36(),
                PYTHONPATH=REPO)
     env["EA_CONTROLLER_PYTHON"] = sys.executable
     return env
@@ -103,7 +112,7 @@ def playbook(tmp_path, source, *extra):
 
 def test_playbook_deploys_rolls_back_a_bad_release_and_rolls_back_by_hand(tmp_path):
     server = session_sshd()
-    names = ["cam-1", "cam-2", "cam-3"]
+    names = ["cam-1", "cam-2"]
     source, model = write_fleet(tmp_path, server, names, lambda n: "generic-x86_64",
                                 lambda n: "lab")
     roots = {n: str(tmp_path / "roots" / n) for n in names}
@@ -112,7 +121,7 @@ def test_playbook_deploys_rolls_back_a_bad_release_and_rolls_back_by_hand(tmp_pa
     done = playbook(tmp_path, source)
     assert done.returncode == 0, done.stdout[-3000:]
     a = {n: current_release(roots[n]) for n in names}
-    assert len(set(a.values())) == 3       # device ids differ, so do the releases
+    assert len(set(a.values())) == 2       # device ids differ, so do the releases
     # when release B dies before READY on every device
     model.write_text("crash-before-ready:0.2")
     done = playbook(tmp_path, source)

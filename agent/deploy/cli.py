@@ -1,5 +1,6 @@
 """`edgeagent deploy`: argparse wiring. add_arguments() fills the subcommand's parser, run()
-deploys and returns the exit code (0: every host ok/unchanged/planned; 7: some host failed).
+deploys and returns the exit code (0: every host ok/unchanged/restarted/planned; 7: some host
+failed, was rolled back, refused or not runnable; 8: some host runs no healthy release).
 Option mistakes raise ConfigError before any host is touched."""
 
 import argparse

@@ -242,12 +242,12 @@ class HostDeploy:
                  extra: Dict[str, Any], by_hand: bool = False) -> HostResult:
         watch = self.status_watch(probe)
         try:
-            confirm = watch is not None or bool(self.opts.health.cmd)
-            done = self.gated_call(op, args, probe)
+            confirm = (watch is not None or bool(self.opts.health.cmd)) and self.opts.restart
+            done = self.gated_call(op, dict(args, pending=confirm), probe)
             ready_at = time.monotonic()    # the new process is READY; the old one is gone
             self.new = done.get("release") or self.new
             self.log("%s %s: %s", op, done.get("release"), "ready" if done["ok"] else done["why"])
-            if done["ok"] and confirm and self.opts.restart:
+            if done["ok"] and confirm:
                 why = self.health(done["release"], probe, ready_at, watch)
                 done = self.ssh.helper("confirm", dict(self.helper_args(), release=done["release"],
                                                        ok=why is None, why=why or ""),

@@ -557,7 +557,9 @@ def bring_up(p, name, args):
     if not args["restart"]:
         return True, ""
     ok, why = gate(args)
-    if ok:
+    if ok and args.get("pending"):     # the workstation's own checks decide (op confirm)
+        write_state(p, name, state=UNKNOWN, why="gate passed; waiting for the workstation's checks")
+    elif ok:
         write_state(p, name, state=HEALTHY, healthy=next_sequence(p), why="")
     else:
         failures = read_state(p, name)["failures"] + 1
