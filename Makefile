@@ -11,7 +11,7 @@ PY36 ?= $(or $(shell ls $$HOME/.pyenv/versions/3.6*/bin/python3.6 2>/dev/null | 
 VENV36 ?= .venv36
 STAMP := $(VENV)/.installed
 
-.PHONY: venv models demo test test-py311 test-py38 test-py36 test-boards vermin bench clean
+.PHONY: venv models demo test test-py311 test-py38 test-py36 test-boards vermin bench clean ansible
 
 venv: $(STAMP)
 
@@ -34,7 +34,7 @@ demo: venv
 vermin: venv
 	$(VENV)/bin/vermin -q --no-tips --violations -t=3.6- --eval-annotations --exclude-regex 'agent/deploy/' agent
 
-test-py311: venv models vermin
+test-py311: venv models vermin ansible
 	$(PY) -m pytest -q --ignore-glob="tests/test_board_*"
 
 $(VENV38)/.installed: requirements/py38-device.txt setup.cfg
@@ -98,6 +98,16 @@ test-boards: venv models
 
 test: test-py311 test-py38 test-py36 test-boards
 
+# ansible-core for the edgeagent.fleet collection tests: 2.16 is the newest that still manages
+# Python 3.6 targets (JetPack 4.6); 2.17 dropped them
+ANSIBLE_VENV ?= .venv-ansible
+$(ANSIBLE_VENV)/.installed:
+	$(PYTHON) -m venv $(ANSIBLE_VENV)
+	$(ANSIBLE_VENV)/bin/python -m pip install -q 'ansible-core>=2.16,<2.17'
+	touch $@
+
+ansible: $(ANSIBLE_VENV)/.installed
+
 bench: venv models
 	$(PY) benchmarks/bench_preprocess.py
 	$(PY) benchmarks/bench_pipeline.py
@@ -106,7 +116,7 @@ bench: venv models
 	$(PY) benchmarks/bench_memory.py
 
 clean:
-	rm -rf $(VENV) $(VENV38) $(VENV36) build dist *.egg-info
+	rm -rf $(VENV) $(VENV38) $(VENV36) $(ANSIBLE_VENV) build dist *.egg-info
 
 # Home Assistant's own MQTT discovery schemas (tests/test_homeassistant*.py), Python 3.13 venv
 HA_VENV ?= .venv-ha

@@ -73,6 +73,7 @@ def _add_build_engine(sub) -> None:
 def _add_unit(sub) -> None:
     p = sub.add_parser("unit", help="print the systemd drop-in this board needs (devices, CSI)")
     p.add_argument("--profile", help="a profile name or file (default: detect the board)")
+    p.add_argument("--config", help="config YAML whose device.profile applies (as run)")
     p.add_argument("--output", metavar="DIR", help="write DIR/50-board.conf instead of printing "
                    "(DIR: /etc/systemd/system/edgeagent.service.d)")
 
@@ -224,7 +225,11 @@ def cmd_build_engine(args) -> int:
 def cmd_unit(args) -> int:
     from .device import ROOT_ENV
     from .sandbox import drop_in_for, write_drop_in
-    _, text = drop_in_for(args.profile, os.environ.get(ROOT_ENV, "/"))
+    profile = args.profile
+    if profile is None and args.config:
+        from .config import load_config
+        profile = load_config(args.config).profile
+    _, text = drop_in_for(profile, os.environ.get(ROOT_ENV, "/"))
     if args.output:
         print(write_drop_in(args.output, text))
     else:

@@ -2,10 +2,12 @@
 
 One sshd listens on several ports (so a test can have a "known" and an "unknown" host) and serves
 many fake devices: each device is a remote root folder (``--remote-root``). Sessions get a PATH
-whose first folder holds a recording ``systemctl`` shim (systemd does not run here):
+whose first folder holds a ``systemctl`` stand-in (systemd does not run here):
+tests/systemctl_shim.py, which behaves like systemd with a Type=notify unit (restart blocks until
+READY=1 and fails when the service dies first) and runs tests/fake_device_agent.py as the service:
 
 * every call appends ``<args>`` to ``shim_log``;
-* ``is-active`` prints ``failed`` and exits 3 while ``fail_flag`` exists, else ``active``/0.
+* ``is-active`` prints ``failed`` and exits 3 while ``fail_flag`` exists.
 
 The session also gets ``SHLVL=1``: Debian's bash then skips the user's ~/.bashrc for ssh
 commands (bash reads it only for a top-level shell), so the developer's pyenv setup on this
@@ -22,12 +24,7 @@ from typing import List
 SSHD = "/usr/sbin/sshd"
 
 _SHIM = """#!/bin/sh
-echo "$*" >> "{log}"
-if [ "$1" = "is-active" ]; then
-  if [ -e "{flag}" ]; then echo failed; exit 3; fi
-  echo active
-fi
-exit 0
+SHIM_LOG="{log}" SHIM_FAIL_FLAG="{flag}" SHIM_STATE="{state}" exec {python} {shim} "$@"
 """
 
 _CONFIG = """\
@@ -80,6 +77,7 @@ class Sshd:
         self.shim_dir = os.path.join(workdir, "shim")
         self.shim_log = os.path.join(workdir, "systemctl.log")
         self.fail_flag = os.path.join(workdir, "is-active-fails")
+        self.shim_state = os.path.join(workdir, "units")
         self._write_shim()
         self.config = os.path.join(workdir, "sshd_config")
         with open(self.config, "w") as f:
@@ -97,7 +95,10 @@ class Sshd:
         os.makedirs(self.shim_dir, exist_ok=True)
         path = os.path.join(self.shim_dir, "systemctl")
         with open(path, "w") as f:
-            f.write(_SHIM.format(log=self.shim_log, flag=self.fail_flag))
+            f.write(_SHIM.format(log=self.shim_log, flag=self.fail_flag, state=self.shim_state,
+                                 python=DEVICE_PYTHON, shim=os.path.join(
+                                     os.path.dirname(os.path.abspath(__file__)),
+                                     "systemctl_shim.py")))
         os.chmod(path, 0o755)
 
     def _wait_listening(self) -> None:
@@ -130,7 +131,32 @@ class Sshd:
         with open(self.shim_log) as f:
             return [line.strip() for line in f]
 
+    def services(self) -> List[dict]:
+        """The stand-in systemd's unit states (one per device root and service)."""
+        import glob
+        import json
+        found = []
+        for path in glob.glob(os.path.join(self.shim_state, "*", "state.json")):
+            try:
+                with open(path) as f:
+                    found.append(dict(json.load(f), folder=os.path.dirname(path)))
+            except (OSError, ValueError):
+                pass
+        return found
+
+    def stop_services(self) -> None:
+        """Stop every fake agent and supervisor the systemctl stand-in started."""
+        import signal
+        for state in self.services():
+            for pid in (state.get("supervisor"), state.get("MainPID")):
+                if pid:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+
     def stop(self) -> None:
+        self.stop_services()
         from leftovers import stop_children
         stop_children(self.proc.pid)        # its sessions, so their ssh masters exit too
         self.proc.terminate()
@@ -180,6 +206,12 @@ def session_sshd() -> Sshd:
         at_session_end(server.stop)
         _SESSION["sshd"] = server
     return _SESSION["sshd"]
+
+
+def stop_session_services() -> None:
+    """Stop the fake agents the systemctl stand-in started (tests call it when they end)."""
+    if "sshd" in _SESSION:
+        _SESSION["sshd"].stop_services()
 
 
 def session_wheel() -> str:
@@ -235,8 +267,7 @@ def deploy_command(server: Sshd, known_hosts: str, *args: str) -> List[str]:
     """`python -m agent.deploy` with this sshd's client key, a test wheel and the device python."""
     return [sys.executable, "-m", "agent.deploy", "--known-hosts", known_hosts,
             "--key", server.client_key, "--wheel", session_wheel(),
-            "--remote-python", DEVICE_PYTHON, "--health-settle", "0.5",
-            "--health-timeout", "5"] + list(args)
+            "--remote-python", DEVICE_PYTHON, "--health-timeout", "20"] + list(args)
 
 
 def run_deploy(server: Sshd, known_hosts: str, *args: str, report: str = "",

@@ -11,6 +11,15 @@ import pytest
 
 from sshd import (DEVICE_PYTHON, current_release, run_deploy, session_sshd, session_wheelhouse,
                   tree)
+from sshd import stop_session_services
+
+
+@pytest.fixture(autouse=True)
+def _stop_fake_agents():
+    """Nothing a test starts outlives it: the fake agents the systemctl stand-in started."""
+    yield
+    stop_session_services()
+
 
 HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "deploy", "remote_helper.py")
 
@@ -62,10 +71,17 @@ def test_deploy_with_recording_systemctl_shim_installs_switches_and_runs_detect(
     again = subprocess.run([str(release / "venv" / "bin" / "edgeagent"), "detect", "--json"],
                            stdout=subprocess.PIPE, universal_newlines=True, check=True)
     assert json.loads(again.stdout)["device"]["arch"] == os.uname().machine
+    # and the board's drop-in (its device nodes, rendered by the release's `edgeagent unit`)
+    # sits beside the unit
+    drop_in = root / "etc" / "systemd" / "system" / "edgeagent.service.d" / "50-board.conf"
+    assert "[Service]" in drop_in.read_text() and "edgeagent unit" in drop_in.read_text()
     # and the service was restarted and checked through systemctl
     # (a first deploy installs the shipped unit, hence the daemon-reload)
-    assert server.shim_calls()[calls_before:][:3] == [
-        "daemon-reload", "restart edgeagent", "is-active edgeagent"]
+    calls = server.shim_calls()[calls_before:]
+    assert calls[:2] == ["daemon-reload", "restart edgeagent"]
+    assert calls[2].startswith("show edgeagent -p ActiveState")
+    assert any(s["ActiveState"] == "active" and s["folder"].endswith("-edgeagent") and s["MainPID"]
+               for s in server.services())
     assert "ok" in done.stdout and host["new"] in done.stdout
 
 
@@ -104,7 +120,8 @@ def test_same_release_again_is_unchanged_and_not_restarted(server, known_hosts, 
     done, report = run_deploy(server, known_hosts, *args, report=str(tmp_path / "r.json"))
     assert done.returncode == 0 and report["hosts"][0]["result"] == "unchanged"
     assert report["hosts"][0]["uploaded"] == []
-    assert len(server.shim_calls()) == calls
+    assert "service active, healthy" in report["hosts"][0]["message"]
+    assert not [c for c in server.shim_calls()[calls:] if c.startswith("restart")]
 
 
 def test_unknown_host_key_aborts_that_host_and_the_other_goes_on(server, known_hosts, tmp_path):
@@ -158,7 +175,7 @@ def test_changed_host_key_is_refused_even_with_accept_new_host_keys(server, tmp_
         assert f.read() == server.known_hosts_line(server.ports[0], other)
 
 
-@pytest.mark.parametrize("how", ["shim_reports_failed", "health_cmd_fails"])
+@pytest.mark.parametrize("how", ["dies_before_ready", "health_cmd_fails"])
 def test_failed_health_rolls_back_with_recording_systemctl_shim(server, known_hosts, tmp_path,
                                                                 how):
     # given a device running a first release
@@ -170,15 +187,14 @@ def test_failed_health_rolls_back_with_recording_systemctl_shim(server, known_ho
     good = r1["hosts"][0]["new"]
     # when the next release is unhealthy
     write(tmp_path / "m.onnx", "bad")
-    extra = ["--health-timeout", "1.5"]
-    if how == "shim_reports_failed":
-        open(server.fail_flag, "w").close()
+    extra = []
+    if how == "dies_before_ready":   # Type=notify: systemctl restart itself fails
+        write(tmp_path / "m.onnx", "crash-before-ready:0.5")
     else:
+        extra += ["--health-timeout", "1.5"]
         extra += ["--health-cmd", sys.executable + " -c 'import sys; sys.exit(\"{release}\" != \"x\")'"]
     calls = len(server.shim_calls())
     done, r2 = run_deploy(server, known_hosts, *(args + extra), report=str(tmp_path / "r2.json"))
-    if os.path.exists(server.fail_flag):
-        os.unlink(server.fail_flag)
     # then it was switched back to the good release and restarted, and the table says so
     host = r2["hosts"][0]
     assert done.returncode == 7

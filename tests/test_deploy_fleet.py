@@ -7,6 +7,14 @@ import os
 import pytest
 
 from sshd import current_release, run_deploy, session_sshd
+from sshd import stop_session_services
+
+
+@pytest.fixture(autouse=True)
+def _stop_fake_agents():
+    """Nothing a test starts outlives it: the fake agents the systemctl stand-in started."""
+    yield
+    stop_session_services()
 
 
 @pytest.fixture()

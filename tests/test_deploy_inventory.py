@@ -128,30 +128,43 @@ def test_config_rendering_puts_overrides_over_the_base_config(tmp_path):
                       "models_dir": "/opt/edgeagent/current/models"}
 
 
-def test_mqtt_health_counts_only_a_live_online_status_after_the_restart(tmp_path):
+def test_mqtt_health_needs_online_status_and_an_advancing_seq_after_the_restart(tmp_path):
     import time
     from broker import Broker, paho_client
     from agent.deploy.health import MqttStatusWatch
     with Broker(str(tmp_path)) as broker:
-        # given a retained `online` left by the previous agent
+        # given a retained `online` status (the agent's own, retained) and a watch on the device
         pub = paho_client("test-publisher", clean_session=True)
         pub.connect("127.0.0.1", broker.port)
         pub.loop_start()
-        topic = "edgeagent/nano-01/status"
-        pub.publish(topic, json.dumps({"state": "online"}), qos=1, retain=True).wait_for_publish()
-        watch = MqttStatusWatch(("127.0.0.1", broker.port), topic)
+        base = "edgeagent/nano-01"
+        pub.publish(base + "/status", json.dumps({"state": "online"}), qos=1,
+                    retain=True).wait_for_publish()
+        watch = MqttStatusWatch(("127.0.0.1", broker.port), base)
         try:
-            time.sleep(0.5)
             restarted_at = time.monotonic()
-            # then the stale retained one does not count
-            assert not watch.online_since(restarted_at)
-            # when the restarted agent publishes online
-            pub.publish(topic, json.dumps({"state": "online"}), qos=1, retain=True).wait_for_publish()
             deadline = time.monotonic() + 5
-            while not watch.online_since(restarted_at) and time.monotonic() < deadline:
+            while "not online" in (watch.why_not(restarted_at) or "") and \
+                    time.monotonic() < deadline:
                 time.sleep(0.05)
-            # then it does
-            assert watch.online_since(restarted_at)
+            # then online alone is not enough: nothing numbered arrived yet
+            assert "no advancing seq" in watch.why_not(restarted_at)
+            # and a seq that does not move is not enough either
+            for _ in range(2):
+                pub.publish(base + "/health", json.dumps({"seq": 7}), qos=1).wait_for_publish()
+            time.sleep(0.3)
+            assert "no advancing seq" in watch.why_not(restarted_at)
+            # when the seq advances
+            pub.publish(base + "/health", json.dumps({"seq": 8}), qos=1).wait_for_publish()
+            while watch.why_not(restarted_at) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            # then the agent counts as doing its job; offline status undoes that
+            assert watch.why_not(restarted_at) is None
+            pub.publish(base + "/status", json.dumps({"state": "offline"}), qos=1,
+                        retain=True).wait_for_publish()
+            while watch.why_not(restarted_at) is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert "not online" in watch.why_not(restarted_at)
         finally:
             watch.close()
             pub.loop_stop()

@@ -1,5 +1,6 @@
 """`edgeagent deploy`: argparse wiring. add_arguments() fills the subcommand's parser, run()
-deploys and returns the exit code (0: every host ok/unchanged/planned; 7: some host failed).
+deploys and returns the exit code (0: every host ok/unchanged/restarted/planned; 7: some host
+failed, was rolled back, refused or not runnable; 8: some host runs no healthy release).
 Option mistakes raise ConfigError before any host is touched."""
 
 import argparse
@@ -7,19 +8,19 @@ import json
 import logging
 import os
 import sys
-import tempfile
 import time
 from dataclasses import replace
 from typing import Any, Dict, List, Optional
 
 from ..errors import ConfigError
 from .artifacts import Bundle, Hasher, build_wheel, make_bundle
-from .errors import DeployError
+from .errors import DOWN_EXIT_CODE, DeployError
 from .health import HealthSettings
-from .host_deploy import DeployOptions, HostDeploy
+from .host_deploy import DOWN, DeployOptions, HostDeploy
 from .inventory import Host, is_file_ref, load_inventory, local_file, parse_host_spec
 from .rollout import format_table, parse_serial, run_rollout
 from .ssh import SshSettings
+from .workspace import Workspace
 
 log = logging.getLogger(__name__)
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -72,11 +73,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-sudo", action="store_true", help="never prefix systemctl with sudo -n")
     g.add_argument("--health-timeout", type=float, default=60.0, metavar="S")
     g.add_argument("--health-settle", type=float, default=3.0, metavar="S",
-                   help="the service must stay active this long (default 3)")
+                   help="units without readiness (not Type=notify) must stay up this long")
     g.add_argument("--health-cmd", metavar="CMD",
                    help="local command that must exit 0; {host} {address} {device} {release}")
     g.add_argument("--health-mqtt", metavar="BROKER[:PORT]",
-                   help="also wait for a fresh online status on <prefix>/<device>/status")
+                   help="also wait for status online and an advancing seq on <prefix>/<device>/#")
+    g.add_argument("--attempts", type=int, default=2, metavar="N",
+                   help="a release that failed its health gate N times is refused (default 2)")
+    g.add_argument("--force", action="store_true", help="activate a refused release anyway")
+    g.add_argument("--no-validate", action="store_true",
+                   help="skip the release's `edgeagent validate` on the device before the switch")
+    g.add_argument("--lock-wait", type=float, default=180.0, metavar="S",
+                   help="wait this long for another deploy on a device to end (default 180)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -88,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     ssh = SshSettings(known_hosts=args.known_hosts, accept_new_host_keys=args.accept_new_host_keys,
                       ssh_config=args.ssh_config, connect_timeout_s=args.connect_timeout)
     started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="ea-") as work:
+    with Workspace() as work:
         ssh = replace(ssh, control_dir=os.path.join(work, "c"))
         os.makedirs(ssh.control_dir, mode=0o700)
         hasher = Hasher()
@@ -107,8 +115,12 @@ def run(args: argparse.Namespace) -> int:
         with open(args.report_json, "w") as f:
             json.dump({"seconds": time.monotonic() - started,
                        "hosts": [r.to_json() for r in results]}, f, indent=1)
+    if any(r.result == DOWN for r in results):
+        log.error("%s: NO HEALTHY RELEASE RUNS (the rollback target failed too); see the table",
+                  ", ".join(r.host for r in results if r.result == DOWN))
+        return DOWN_EXIT_CODE
     # After --rollback, "rolled back" is the wanted result; after a deploy it is a failure.
-    bad = {"failed", "aborted", "skipped"} | (set() if args.rollback else {"rolled back"})
+    bad = {"failed", "aborted", "skipped", "refused", "not runnable"} | (set() if args.rollback else {"rolled back"})
     return DeployError.exit_code if any(r.result in bad for r in results) else 0
 
 
@@ -162,7 +174,7 @@ def _hosts(args: argparse.Namespace) -> List[Host]:
 
 def _options(args: argparse.Namespace) -> DeployOptions:
     for name, value, low in (("--forks", args.forks, 1), ("--keep", args.keep, 2),
-                             ("--max-fail", args.max_fail, 0)):
+                             ("--max-fail", args.max_fail, 0), ("--attempts", args.attempts, 1)):
         if value is not None and value < low:
             raise ConfigError("%s %s: must be >= %d" % (name, value, low))
     health = HealthSettings(service=args.service, timeout_s=args.health_timeout,
@@ -170,7 +182,9 @@ def _options(args: argparse.Namespace) -> DeployOptions:
                             mqtt=_broker(args.health_mqtt))
     return DeployOptions(keep=args.keep, restart=not args.no_restart, sudo=not args.no_sudo,
                          site_packages=args.site_packages, dry_run=args.dry_run, health=health,
-                         extras=tuple(e for e in args.extras.split(",") if e))
+                         extras=tuple(e for e in args.extras.split(",") if e),
+                         attempts=args.attempts, force=args.force, validate=not args.no_validate,
+                         lock_wait_s=max(0.0, args.lock_wait))
 
 
 def _broker(text: Optional[str]) -> Optional[tuple]:

@@ -1,10 +1,16 @@
-"""Is the freshly restarted agent healthy? systemd must report the service active and keep it
-active for a settle time (a crash-looping unit flips back), plus optional checks:
+"""Is the freshly restarted agent doing its job?
+
+The gate itself runs on the device (remote_helper.gate): the unit is Type=notify, and the agent
+sends READY=1 only once its backend is loaded and a first frame went through inference, so
+`systemctl restart` succeeds exactly when the agent works; a start that fails, a unit already
+failed or waiting to auto-restart ends the wait at once. Then, from the workstation, optionally:
 
 * ``--health-cmd``: a local command run until it exits 0; ``{host}``, ``{address}``,
   ``{device}`` and ``{release}`` in its words are replaced;
-* ``--health-mqtt BROKER[:PORT]``: a live (not retained) ``online`` status published on
-  ``<prefix>/<device>/status`` after the restart.
+* ``--health-mqtt BROKER[:PORT]``: the agent's status on ``<prefix>/<device>/status`` is
+  ``online`` (retained is fine) and, after the restart, messages of that device carry a ``seq``
+  that advances (results and health reports come from the durable outbox, numbered): the agent is
+  publishing, not merely alive.
 """
 
 import json
@@ -16,8 +22,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Tuple
 
-from .ssh import SshHost
-
 log = logging.getLogger(__name__)
 
 
@@ -25,41 +29,55 @@ log = logging.getLogger(__name__)
 class HealthSettings:
     service: str = "edgeagent"
     timeout_s: float = 60.0
-    settle_s: float = 3.0
+    settle_s: float = 3.0          # only for units without readiness (not Type=notify)
     interval_s: float = 0.5
     cmd: Optional[str] = None                     # local command template
-    mqtt: Optional[Tuple[str, int]] = None        # broker to watch the status topic on
+    mqtt: Optional[Tuple[str, int]] = None        # broker to watch the device's topics on
 
 
 class MqttStatusWatch:
-    """Subscribed before the restart so no `online` message can slip by unseen."""
+    """Subscribed to ``<prefix>/<device>/#`` before the restart so nothing slips by unseen."""
 
-    def __init__(self, broker: Tuple[str, int], topic: str) -> None:
+    def __init__(self, broker: Tuple[str, int], base: str) -> None:
         import paho.mqtt.client as paho   # the workstation has the agent's deps
-        self.topic = topic
-        self._online_at = []  # type: list
+        self.topic = base + "/status"
+        self.base = base
+        self._online = False
+        self._seqs = []  # type: list   # (monotonic time, seq)
         self._lock = threading.Lock()
         if hasattr(paho, "CallbackAPIVersion"):
             self._client = paho.Client(paho.CallbackAPIVersion.VERSION2)
         else:
             self._client = paho.Client()
         self._client.on_message = self._on_message
-        self._client.on_connect = lambda client, *a: client.subscribe(topic, 1)
+        self._client.on_connect = lambda client, *a: client.subscribe(base + "/#", 1)
         self._client.connect(broker[0], broker[1], 30)
         self._client.loop_start()
 
     def _on_message(self, client, userdata, msg) -> None:
         try:
-            state = json.loads(msg.payload.decode("utf-8")).get("state")
-        except (ValueError, UnicodeDecodeError, AttributeError):
+            payload = json.loads(msg.payload.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
             return
-        if state == "online" and not msg.retain:   # retained = from before we subscribed
-            with self._lock:
-                self._online_at.append(time.monotonic())
-
-    def online_since(self, since: float) -> bool:
+        if not isinstance(payload, dict):
+            return
         with self._lock:
-            return any(t >= since for t in self._online_at)
+            if msg.topic == self.topic:
+                self._online = payload.get("state") == "online"
+            elif isinstance(payload.get("seq"), int) and not msg.retain:
+                self._seqs.append((time.monotonic(), payload["seq"]))
+
+    def why_not(self, since: float) -> Optional[str]:
+        """None when online and seq advanced after `since`, else what is missing."""
+        with self._lock:
+            online = self._online
+            seqs = [s for t, s in self._seqs if t >= since]
+        if not online:
+            return "status on %s is not online" % self.topic
+        if len(seqs) < 2 or max(seqs) <= min(seqs):
+            return "no advancing seq on %s/# (%d numbered messages since the restart)" % (
+                self.base, len(seqs))
+        return None
 
     def close(self) -> None:
         self._client.loop_stop()
@@ -77,40 +95,21 @@ def run_health_cmd(template: str, names: Mapping[str, str], timeout: float) -> T
         " ".join(argv), done.returncode, (": " + done.stdout.strip()[-300:]).rstrip(": "))
 
 
-def service_state(ssh: SshHost, service: str) -> str:
-    done = ssh.run(["systemctl", "is-active", service], timeout=30)
-    return done.stdout.decode("utf-8", "replace").strip() or "exit %d" % done.returncode
-
-
-def wait_healthy(ssh: SshHost, settings: HealthSettings, names: Mapping[str, str],
-                 restarted_at: float, watch: Optional[MqttStatusWatch] = None,
+def wait_healthy(settings: HealthSettings, names: Mapping[str, str], restarted_at: float,
+                 watch: Optional[MqttStatusWatch] = None,
                  sleep: Callable[[float], None] = time.sleep) -> Optional[str]:
-    """None when healthy within the timeout, else why not."""
+    """The workstation's checks, after the device's gate passed: None when they pass within
+    the timeout, else why not."""
     deadline = time.monotonic() + settings.timeout_s
     why = "no check ran"
     while time.monotonic() < deadline:
-        why = _one_check(ssh, settings, names, restarted_at, watch, deadline)
+        why = None
+        if settings.cmd:
+            ok, text = run_health_cmd(settings.cmd, names, max(1.0, deadline - time.monotonic()))
+            why = None if ok else text
+        if why is None and watch is not None:
+            why = watch.why_not(restarted_at)
         if why is None:
-            sleep(settings.settle_s)
-            state = service_state(ssh, settings.service)
-            if state == "active":
-                return None
-            why = "service %s went %s within %.0f s of starting" % (
-                settings.service, state, settings.settle_s)
+            return None
         sleep(settings.interval_s)
     return "not healthy after %.0f s: %s" % (settings.timeout_s, why)
-
-
-def _one_check(ssh: SshHost, settings: HealthSettings, names: Mapping[str, str],
-               restarted_at: float, watch: Optional[MqttStatusWatch],
-               deadline: float) -> Optional[str]:
-    state = service_state(ssh, settings.service)
-    if state != "active":
-        return "service %s is %s" % (settings.service, state)
-    if settings.cmd:
-        ok, why = run_health_cmd(settings.cmd, names, max(1.0, deadline - time.monotonic()))
-        if not ok:
-            return why
-    if watch is not None and not watch.online_since(restarted_at):
-        return "no fresh online status on %s" % watch.topic
-    return None

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from .artifacts import Bundle, Hasher, ReleasePlan, for_device, plan_release
-from .errors import DeployError, HostKeyError
+from .errors import ConnectionLost, DeployError, HostKeyError, NotRunnable, Refused
 from .health import HealthSettings, MqttStatusWatch, wait_healthy
 from .inventory import Host
 from .ssh import SshHost, SshSettings
@@ -16,7 +16,8 @@ from .ssh import SshHost, SshSettings
 log = logging.getLogger(__name__)
 
 MIN_PYTHON = (3, 6)
-FAILED = ("failed", "rolled back", "aborted")
+DOWN = "DOWN"          # the new release failed and no healthy one runs now
+FAILED = ("failed", "rolled back", "aborted", "refused", "not runnable", DOWN)
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,11 @@ class DeployOptions:
     extras: Tuple[str, ...] = ()         # pip extras of the agent, e.g. ("opencv", "onnx")
     dry_run: bool = False
     health: HealthSettings = HealthSettings()
+    attempts: int = 2                    # failed health gates before a release is refused
+    force: bool = False                  # activate a refused release anyway
+    validate: bool = True                # the release's `edgeagent validate` before the switch
+    lock_wait_s: float = 180.0           # wait this long for another deploy on the device
+    lock_stale_s: float = 1800.0         # a lock holder older than this is stopped
 
 
 @dataclass(frozen=True)
@@ -35,7 +41,7 @@ class HostResult:
     host: str
     old: Optional[str]
     new: Optional[str]
-    result: str            # ok | unchanged | planned | rolled back | failed | aborted | skipped
+    result: str   # ok unchanged restarted planned | rolled back failed refused aborted skipped DOWN
     seconds: float
     message: str = ""
     uploaded: Tuple[str, ...] = ()     # release paths sent this time
@@ -89,6 +95,10 @@ class HostDeploy:
             return self._rollback_by_hand() if rollback else self._deploy()
         except HostKeyError as exc:
             return self.result("aborted", str(exc))
+        except Refused as exc:
+            return self.result("refused", str(exc))
+        except NotRunnable as exc:
+            return self.result("not runnable", str(exc))
         except DeployError as exc:
             return self.result("failed", str(exc))
         finally:
@@ -105,6 +115,13 @@ class HostDeploy:
                               "the inventory to another interpreter)" % (
                                   self.host.name, ".".join(map(str, version)),
                                   ".".join(map(str, MIN_PYTHON))))
+        if self.opts.restart and self.opts.sudo and probe["euid"] != 0 and \
+                not probe.get("has_sudo", True):
+            raise DeployError("%s: user %s is not root and the device has no sudo, so systemctl "
+                              "cannot restart the service: log in as root, install sudo with a "
+                              "NOPASSWD rule for systemctl and install, or pass --no-sudo if the "
+                              "user may run systemctl itself; nothing was changed"
+                              % (self.host.name, self.host.user or "(ssh default)"))
         if not probe["has_venv"]:
             raise DeployError("%s: %s has no venv module; install it (apt install python3-venv)"
                               % (self.host.name, probe["python_path"]))
@@ -123,8 +140,7 @@ class HostDeploy:
             return self.result("planned", _plan_text(plan, missing, present, self.old),
                                uploaded=sent, reused=have)
         if self.old == plan.name:
-            return self.result("unchanged", "release %s is already current" % plan.name,
-                               reused=have)
+            return self.verify(plan.name, probe, have)
         self.upload(missing)
         common = self.helper_args()
         installed = self.ssh.helper("install", dict(common, release=plan.name, wheel=plan.wheel,
@@ -137,23 +153,37 @@ class HostDeploy:
         device = installed["detect"]
         self.log("installed %s%s; detect: %s", plan.name, " (reused)" if installed["reused"] else "",
                  _device_line(device))
-        return self.activate(plan, probe, sent, have, device)
+        extra = {"uploaded": sent, "reused": have, "device": device}
+        return self.activate("activate", dict(common, release=plan.name), probe, extra)
 
     def _rollback_by_hand(self) -> HostResult:
         probe = self.probe()
         if self.opts.dry_run:
-            return self.result("planned", "would switch %s back to the release before it"
-                               % (self.old or "none"))
-        restarted_at = time.monotonic()
-        switched = self.ssh.helper("rollback", dict(self.helper_args(), to=None))
-        self.new = switched["current"]
-        self.log("current -> %s (rollback by hand)", self.new)
-        why = self.health(self.new, probe, restarted_at, None)
-        return self.result("failed" if why else "rolled back", why or "")
+            target = _newest_healthy(probe, exclude=self.old)
+            return self.result("planned", "would switch %s back to %s" % (
+                self.old or "none", target or "(no healthy release: nothing)"))
+        return self.activate("rollback", dict(self.helper_args(), to=None), probe, {},
+                             by_hand=True)
+
+    def verify(self, release: str, probe: Dict[str, Any], have: Tuple[str, ...]) -> HostResult:
+        """Already current: the device checks it is up and healthy, and restarts it if not."""
+        done = self.gated_call("verify", self.helper_args(), probe)
+        if done["ok"] and not done.get("restarted"):
+            return self.result("unchanged", "release %s is already current; service active, %s"
+                               % (release, done.get("state")), reused=have)
+        if done["ok"]:
+            return self.result("restarted", "release %s was current but %s: restarted, healthy"
+                               % (release, done.get("found", "not healthy")), reused=have)
+        return self.after_failure(done, {"reused": have}, "was current but %s; restart: %s"
+                                  % (done.get("found", "not healthy"), done["why"]))
 
     def helper_args(self) -> Dict[str, Any]:
-        return {"root": self.host.remote_root, "service": self.opts.health.service,
-                "sudo": self.opts.sudo, "restart": self.opts.restart}
+        h = self.opts.health
+        return {"root": self.host.remote_root, "service": h.service, "sudo": self.opts.sudo,
+                "restart": self.opts.restart, "attempts": self.opts.attempts,
+                "force": self.opts.force, "validate": self.opts.validate,
+                "lock_wait": self.opts.lock_wait_s, "lock_stale": self.opts.lock_stale_s,
+                "health": {"timeout": h.timeout_s, "settle": h.settle_s, "interval": h.interval_s}}
 
     def upload(self, missing: Tuple[Any, ...]) -> None:
         if not missing:
@@ -171,49 +201,104 @@ class HostDeploy:
         self.log("upload: %d files, %d bytes: %s", len(missing), sum(f.size for f in missing),
                  ", ".join(f.dest for f in missing))
 
-    def activate(self, plan: ReleasePlan, probe: Dict[str, Any], sent: Tuple[str, ...],
-                 have: Tuple[str, ...], device: Dict[str, Any]) -> HostResult:
+    def gated_call(self, op: str, args: Dict[str, Any], probe: Dict[str, Any]) -> Dict[str, Any]:
+        """An op that switches and gates on the device. The device finishes it alone if the
+        connection drops; then we reconnect and read what it decided."""
+        timeout = 4 * self.opts.health.timeout_s + self.opts.lock_wait_s + 300
+        try:
+            return self.ssh.helper(op, args, timeout=timeout)
+        except HostKeyError:
+            raise
+        except DeployError as exc:
+            if not isinstance(exc, ConnectionLost):
+                raise
+            self.log("connection lost during %s (%s); waiting for the device to finish", op, exc)
+            return self.outcome_after_loss(op, args, str(exc))
+
+    def outcome_after_loss(self, op: str, args: Dict[str, Any], why: str) -> Dict[str, Any]:
+        wanted = args.get("release")
+        deadline = time.monotonic() + args["lock_wait"] + 4 * self.opts.health.timeout_s + 60
+        while True:
+            try:
+                self.ssh.close()
+                # the lock is free once the device-side op has finished
+                probe = self.ssh.helper("probe", {"root": self.host.remote_root, "lock": True,
+                                                 "lock_wait": args["lock_wait"]},
+                                        timeout=args["lock_wait"] + 60)
+            except DeployError as exc:
+                if time.monotonic() > deadline:
+                    raise DeployError("%s: connection lost during %s and not back: %s"
+                                      % (self.host.name, op, exc))
+                time.sleep(2)
+                continue
+            current = probe["current"]
+            state = probe["states"].get(current, {}).get("state") if current else None
+            ok = current == (wanted or current) and state == "healthy"
+            return {"ok": ok, "current": current, "state": state, "release": wanted or current,
+                    "why": "" if ok else "connection lost (%s); the device decided alone" % why,
+                    "restored": current if not ok and current != wanted else None,
+                    "restored_ok": state == "healthy", "lost": True}
+
+    def activate(self, op: str, args: Dict[str, Any], probe: Dict[str, Any],
+                 extra: Dict[str, Any], by_hand: bool = False) -> HostResult:
         watch = self.status_watch(probe)
         try:
-            restarted_at = time.monotonic()
-            self.ssh.helper("activate", dict(self.helper_args(), release=plan.name))
-            self.log("current -> %s%s", plan.name, ", service restarted" if self.opts.restart else "")
-            why = self.health(plan.name, probe, restarted_at, watch)
+            confirm = (watch is not None or bool(self.opts.health.cmd)) and self.opts.restart
+            done = self.gated_call(op, dict(args, pending=confirm), probe)
+            ready_at = time.monotonic()    # the new process is READY; the old one is gone
+            self.new = done.get("release") or self.new
+            self.log("%s %s: %s", op, done.get("release"), "ready" if done["ok"] else done["why"])
+            if done["ok"] and confirm:
+                why = self.health(done["release"], probe, ready_at, watch)
+                done = self.ssh.helper("confirm", dict(self.helper_args(), release=done["release"],
+                                                       ok=why is None, why=why or ""),
+                                       timeout=4 * self.opts.health.timeout_s + 120)
         finally:
             if watch is not None:
                 watch.close()
-        extra = {"uploaded": sent, "reused": have, "device": device}
-        if why is not None:
-            return self.roll_back(why, extra)
+        if not done["ok"]:
+            return self.after_failure(done, extra, done["why"],
+                                      "failed" if by_hand else "rolled back")
+        if by_hand:
+            return self.result("rolled back", "now at %s (healthy)" % done["current"], **extra)
         pruned = self.ssh.helper("prune", dict(self.helper_args(), keep=self.opts.keep))
         if pruned["removed"]:
             self.log("pruned %s", ", ".join(pruned["removed"]))
         return self.result("ok", **extra)
+
+    def after_failure(self, done: Dict[str, Any], extra: Dict[str, Any], why: str,
+                      label: str = "rolled back") -> HostResult:
+        """The new (or rolled-to) release did not come up: say where the device is now."""
+        restored = done.get("restored")
+        if restored and done.get("restored_ok"):
+            return self.result(label, "%s; back on %s (healthy)" % (why, restored), **extra)
+        if restored:
+            return self.result(DOWN, "%s; AND the restored release %s failed too: %s"
+                               % (why, restored, done.get("restored_why")), **extra)
+        return self.result(DOWN, "%s; %s" % (why, done.get("restored_why") or
+                                            "no healthy release to go back to"), **extra)
 
     def status_watch(self, probe: Dict[str, Any]) -> Optional[MqttStatusWatch]:
         broker = self.opts.health.mqtt
         if broker is None or not self.opts.restart:
             return None
         prefix = self.host.mqtt.get("prefix", "edgeagent")
-        topic = "%s/%s/status" % (prefix, self.host.device_id or probe["hostname"])
-        return MqttStatusWatch(broker, topic)
+        device = self.host.device_id or probe["hostname"]
+        return MqttStatusWatch(broker, "%s/%s" % (prefix, device))
 
     def health(self, release: str, probe: Dict[str, Any], restarted_at: float,
                watch: Optional[MqttStatusWatch]) -> Optional[str]:
-        if not self.opts.restart:
-            return None
         names = {"host": self.host.name, "address": self.host.address, "release": release,
                  "device": self.host.device_id or probe["hostname"]}
-        why = wait_healthy(self.ssh, self.opts.health, names, restarted_at, watch)
-        self.log("health: %s", why or "ok")
+        why = wait_healthy(self.opts.health, names, restarted_at, watch)
+        self.log("health (workstation checks): %s", why or "ok")
         return why
 
-    def roll_back(self, why: str, extra: Dict[str, Any]) -> HostResult:
-        if not self.old:
-            return self.result("failed", "%s; no earlier release to go back to" % why, **extra)
-        self.ssh.helper("rollback", dict(self.helper_args(), to=self.old))
-        self.log("rolled back: current -> %s", self.old)
-        return self.result("rolled back", why, **extra)
+
+def _newest_healthy(probe: Dict[str, Any], exclude: Optional[str]) -> Optional[str]:
+    healthy = [(s.get("healthy", 0), name) for name, s in probe.get("states", {}).items()
+               if s.get("state") == "healthy" and name != exclude]
+    return max(healthy)[1] if healthy else None
 
 
 def _split_by_cache(plan: ReleasePlan, cached: set) -> Tuple[Tuple[Any, ...], Tuple[Any, ...]]:

@@ -28,7 +28,7 @@ from ..checks import need_int, need_list, need_mapping, need_str, reject_unknown
 from ..errors import ConfigError
 
 SHARED_KEYS = ("user", "port", "key", "remote_root", "python", "device_id", "profile", "pipeline",
-               "models", "mqtt", "settings", "credentials", "config")
+               "models", "mqtt", "settings", "credentials", "config", "site")
 HOST_KEYS = SHARED_KEYS + ("address", "groups")
 TOP_KEYS = ("defaults", "groups", "hosts")
 MERGED_KEYS = ("mqtt", "settings", "credentials")
@@ -55,6 +55,7 @@ class Host:
     python: str = "python3"                  # device interpreter for the helper and the venv
     device_id: Optional[str] = None          # None: the agent's default (hostname)
     profile: Optional[str] = None
+    site: Optional[str] = None               # where the device stands (groups fleets in Ansible)
     pipeline: Optional[str] = None           # shipped name or local file path
     models: Tuple[str, ...] = ()             # local files uploaded to <release>/models/
     mqtt: Mapping[str, Any] = field(default_factory=dict)
@@ -198,7 +199,8 @@ def _build_host(name: str, entry: Mapping[str, Any], path: str, prefix: str) -> 
                                                           key("port"), 1, 65535),
                 remote_root=os.path.normpath(root), groups=tuple(entry.get("groups", ())))
     host = replace(host, **{k: need_str(entry[k], path, key(k)) for k in
-                            ("user", "key", "python", "device_id", "profile", "pipeline", "config")
+                            ("user", "key", "python", "device_id", "profile", "pipeline", "config",
+                             "site")
                             if entry.get(k) is not None})
     return replace(
         host, models=tuple(entry.get("models", ())),

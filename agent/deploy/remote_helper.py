@@ -1,17 +1,27 @@
 """The device side of `edgeagent deploy`: sent over ssh as `python3 - OP JSON` (the source on
 stdin), so it must run on the oldest device Python (3.6, JetPack 4.6) with the standard library
-only. It never imports the agent.
+only. It never imports the agent. It is one file on purpose: it travels as one script (ssh stdin,
+Ansible `script`).
 
 Layout under the target root R (``/`` on devices):
   R/opt/edgeagent/releases/<version>-<hash>/  wheels/ venv/ config.yaml pipelines/ models/
-                                               systemd/ release.json COMPLETE
+                                               systemd/ release.json COMPLETE state.json
   R/opt/edgeagent/current -> releases/<name>   (switched by rename: always old or new, never half)
   R/opt/edgeagent/cache/<sha256>               uploaded files by content (folder mode 0700)
+  R/opt/edgeagent/.lock                        flock + holder record (pid, boot id, start time)
+  R/opt/edgeagent/sequence                     counter ordering activations (devices may lack a
+                                               real-time clock, so no wall-clock order)
   R/etc/edgeagent/config.yaml -> R/opt/edgeagent/current/config.yaml
   R/etc/edgeagent/credentials/<name>           mode 0600 in a 0700 folder
   R/etc/systemd/system/<service>.service
 
-The last stdout line is ``EDGEAGENT-RESULT <json>`` or ``EDGEAGENT-ERROR <message>``.
+Each release's state.json says `healthy`, `failed` or `unknown` (written by rename, so always
+whole). Rollback goes to the newest healthy release; a release that failed its health gate
+`attempts` times is not activated again unless forced. The health gate runs here, on the device,
+so a lost connection cannot stop a rollback half-way.
+
+The last stdout line is ``EDGEAGENT-RESULT <json>`` or ``EDGEAGENT-ERROR <message>``; the exit
+code is 0, or one of EXIT_* below.
 """
 
 import fcntl
@@ -19,16 +29,37 @@ import hashlib
 import json
 import os
 import platform
+import select
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 
 RESULT, ERROR = "EDGEAGENT-RESULT ", "EDGEAGENT-ERROR "
+HEALTHY, FAILED, UNKNOWN = "healthy", "failed", "unknown"
+EXIT_FAILURE, EXIT_CLIENT_GONE, EXIT_REFUSED, EXIT_NOT_RUNNABLE = 2, 3, 4, 5
+ARGS = {}          # this run's arguments (lock settings reach take_lock through it)
+CHILDREN = []      # running child processes, killed when the workstation goes away
 
 
 class Failure(Exception):
     """A step failed; the message goes back to the workstation as is."""
+
+    code = EXIT_FAILURE
+
+
+class Refused(Failure):
+    """The release failed its health gate too often; nothing was changed."""
+
+    code = EXIT_REFUSED
+
+
+class NotRunnable(Failure):
+    """The release cannot run its pipeline here (validate failed); nothing was changed."""
+
+    code = EXIT_NOT_RUNNABLE
 
 
 def paths(root):
@@ -36,13 +67,17 @@ def paths(root):
     return {"base": base, "releases": os.path.join(base, "releases"),
             "current": os.path.join(base, "current"), "cache": os.path.join(base, "cache"),
             "incoming": os.path.join(base, "cache", "incoming"), "lock": os.path.join(base, ".lock"),
+            "sequence": os.path.join(base, "sequence"),
             "etc": os.path.join(root, "etc", "edgeagent"),
             "units": os.path.join(root, "etc", "systemd", "system")}
 
 
 def log(msg):
-    sys.stderr.write(msg + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(msg + "\n")
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        pass   # the workstation went away; the work goes on
 
 
 def sha256_of(path):
@@ -61,21 +96,58 @@ def fsync_dir(path):
         os.close(fd)
 
 
-def run(argv, timeout=600):
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            universal_newlines=True)
-    out, _ = proc.communicate(timeout=timeout)
+def run(argv, timeout=600, env=None):
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                universal_newlines=True, env=env)
+    except OSError as exc:
+        raise Failure("cannot run %s: %s" % (argv[0], exc.strerror or exc))
+    CHILDREN.append(proc)
+    try:
+        out, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise Failure("%s did not finish within %.0f s" % (" ".join(argv[:3]), timeout))
+    finally:
+        CHILDREN.remove(proc)
     return proc.returncode, out
 
 
-def privileged(argv, use_sudo):
+def privileged(argv, use_sudo, timeout=600, check=True):
     """Run a command needing root: directly when we are root, else through `sudo -n`."""
     if os.geteuid() != 0 and use_sudo:
+        if shutil.which("sudo") is None:
+            raise Failure("`%s` needs root and this device has no sudo: log in as root, install "
+                          "sudo with a NOPASSWD rule for systemctl and install, or pass --no-sudo "
+                          "if user %s may run it" % (" ".join(argv[:2]), _user()))
         argv = ["sudo", "-n"] + argv
-    code, out = run(argv)
-    if code != 0:
-        raise Failure("%s failed (exit %d): %s" % (" ".join(argv), code, out.strip()[-500:]))
-    return out
+    if shutil.which(argv[0]) is None and not os.path.isabs(argv[0]):
+        raise Failure("`%s` not found on the device (PATH %s)%s" % (
+            argv[0], os.environ.get("PATH", ""),
+            ": it does not run systemd; deploy with --no-restart" if argv[0] == "systemctl" else ""))
+    code, out = run(argv, timeout, env=_service_env())
+    if code != 0 and check:
+        hint = ("; allow user %s password-less `sudo -n` for it" % _user()
+                if "password is required" in out else "")
+        raise Failure("%s failed (exit %d): %s%s" % (" ".join(argv), code, out.strip()[-500:], hint))
+    return code, out
+
+
+def _user():
+    try:
+        import pwd
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except (ImportError, KeyError):
+        return str(os.geteuid())
+
+
+def _service_env():
+    """The target root travels to systemctl as EDGEAGENT_ROOT (systemd ignores it; the test
+    suite's systemctl stand-in uses it to find the release it starts)."""
+    env = dict(os.environ)
+    env["EDGEAGENT_ROOT"] = ARGS.get("root", "/")
+    return env
 
 
 def current_release(p):
@@ -86,18 +158,20 @@ def current_release(p):
 
 
 def completed_releases(p):
-    """Complete releases, oldest first (by when a deploy last activated them)."""
+    """Complete releases, oldest first (by activation order, then by completion time)."""
     found = []
     if os.path.isdir(p["releases"]):
         for name in os.listdir(p["releases"]):
             marker = os.path.join(p["releases"], name, "COMPLETE")
             if os.path.isfile(marker):
-                found.append((os.stat(marker).st_mtime, name))
-    return [name for _, name in sorted(found)]
+                found.append((read_state(p, name)["activated"], os.stat(marker).st_mtime, name))
+    return [name for _, _, name in sorted(found)]
 
 
 def op_probe(args):
     p = paths(args["root"])
+    if args.get("lock"):      # after a lost connection: wait until the device-side op is done
+        take_lock(p)
     cache = sorted(os.listdir(p["cache"])) if os.path.isdir(p["cache"]) else []
     try:
         import pip  # noqa: F401 -- only asks whether the system python has pip
@@ -109,24 +183,94 @@ def op_probe(args):
         has_venv = True
     except ImportError:
         has_venv = False
+    done = completed_releases(p)
     return {"python": list(sys.version_info[:3]), "python_path": sys.executable,
             "arch": platform.machine(), "hostname": platform.node(), "euid": os.geteuid(),
             "has_pip": has_pip, "has_venv": has_venv, "libc": libc_version(),
+            "has_sudo": shutil.which("sudo") is not None,
             "jetson": os.path.exists(os.path.join(args["root"], "etc", "nv_tegra_release")),
-            "current": current_release(p), "releases": completed_releases(p),
+            "current": current_release(p), "releases": done,
+            "states": dict((name, read_state(p, name)) for name in done),
             "cache": [c for c in cache if len(c) == 64]}
 
 
+def boot_id():
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _holder(fd):
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        return json.loads(os.read(fd, 4096).decode("utf-8") or "{}")
+    except (OSError, ValueError):
+        return {}
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _break_stale(holder, stale_s):
+    """True when the holder was a deploy on this boot that ran past `stale_s` (hung): it is
+    stopped (TERM, then KILL). Every step is crash-safe, so stopping it loses nothing."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or holder.get("boot_id") != boot_id() or not _alive(pid):
+        return False
+    if time.time() - holder.get("started", time.time()) < stale_s:
+        return False
+    log("lock: breaking a stale lock of pid %d (op %s, %.0f s old)" % (
+        pid, holder.get("op"), time.time() - holder["started"]))
+    for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            return True
+        until = time.monotonic() + wait
+        while time.monotonic() < until and _alive(pid):
+            time.sleep(0.1)
+    return True
+
+
 def take_lock(p):
+    """One deploy at a time per device. A holder still at work is waited for (`lock_wait` s:
+    e.g. a deploy whose workstation was killed finishing its health gate); a holder that has
+    run longer than `lock_stale` s is stopped and the lock taken over."""
     os.makedirs(p["releases"], exist_ok=True)
     for key in ("cache", "incoming"):
         os.makedirs(p[key], mode=0o700, exist_ok=True)
         os.chmod(p[key], 0o700)
+    wait, stale_s = float(ARGS.get("lock_wait", 0)), float(ARGS.get("lock_stale", 3600))
     fd = os.open(p["lock"], os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        raise Failure("another deploy holds %s; wait for it or remove a stale one" % p["lock"])
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except OSError:
+            holder = _holder(fd)
+            if _break_stale(holder, stale_s):
+                continue
+            if time.monotonic() >= deadline:
+                raise Failure("another deploy holds %s (pid %s, op %s, %s s old); it ends by "
+                              "itself, and one older than %.0f s is broken" % (
+                                  p["lock"], holder.get("pid"), holder.get("op"),
+                                  int(time.time() - holder.get("started", time.time())), stale_s))
+            time.sleep(0.3)
+    record = json.dumps({"pid": os.getpid(), "boot_id": boot_id(), "started": time.time(),
+                         "op": ARGS.get("op")}).encode()
+    os.ftruncate(fd, 0)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.write(fd, record)
     return fd
 
 
@@ -374,6 +518,30 @@ def install_unit(p, release, service, use_sudo):
     return True
 
 
+def install_drop_in(p, release, service, use_sudo):
+    """The board's drop-in (its GPU, camera, CSI and VideoCore nodes), rendered by the new
+    release's own `edgeagent unit` from its profile; True if it changed and systemd must reload.
+    The shipped unit allows no board-specific device: without this a Jetson's GPU is blocked."""
+    rendered = os.path.join(release, "board-drop-in")
+    code, out = run([os.path.join(release, "venv", "bin", "edgeagent"), "unit",
+                     "--config", os.path.join(release, "config.yaml"), "--output", rendered], 120)
+    if code != 0:
+        raise Failure("the new release's `edgeagent unit` failed (exit %d): %s"
+                      % (code, out.strip()[-800:]))
+    source = os.path.join(rendered, "50-board.conf")
+    folder = os.path.join(p["units"], service + ".service.d")
+    dest = os.path.join(folder, "50-board.conf")
+    if os.path.isfile(dest) and sha256_of(dest) == sha256_of(source):
+        return False
+    if os.access(p["units"], os.W_OK) or os.geteuid() == 0:
+        os.makedirs(folder, exist_ok=True)
+        with open(source, "rb") as f:
+            write_file(dest, f.read(), 0o644)
+    else:
+        privileged(["install", "-D", "-m", "0644", source, dest], use_sudo)
+    return True
+
+
 def link_config(p):
     os.makedirs(p["etc"], exist_ok=True)
     link = os.path.join(p["etc"], "config.yaml")
@@ -385,54 +553,261 @@ def link_config(p):
     atomic_symlink(target, link)
 
 
+# ---- release states ------------------------------------------------------------------------
+
+def read_state(p, name):
+    """A release's record: state, failures (health gates failed), activated / healthy order."""
+    state = {"state": UNKNOWN, "failures": 0, "activated": 0, "healthy": 0, "why": ""}
+    try:
+        state.update(read_json(os.path.join(p["releases"], name, "state.json")))
+    except (OSError, ValueError):
+        pass
+    return state
+
+
+def write_state(p, name, **changes):
+    state = read_state(p, name)
+    state.update(changes)
+    write_file(os.path.join(p["releases"], name, "state.json"), json.dumps(state, sort_keys=True))
+    return state
+
+
+def next_sequence(p):
+    try:
+        with open(p["sequence"]) as f:
+            value = int(f.read().strip() or 0) + 1
+    except (OSError, ValueError):
+        value = 1
+    write_file(p["sequence"], "%d\n" % value)
+    return value
+
+
+def newest_healthy(p, exclude=()):
+    found = [(read_state(p, n)["healthy"], n) for n in completed_releases(p) if n not in exclude]
+    healthy = [(order, n) for order, n in found if read_state(p, n)["state"] == HEALTHY]
+    return max(healthy)[1] if healthy else None
+
+
+# ---- the health gate -----------------------------------------------------------------------
+
+def unit_properties(service):
+    code, out = run(["systemctl", "show", service, "-p", "ActiveState", "-p", "SubState", "-p",
+                     "MainPID", "-p", "NRestarts", "-p", "Result", "-p", "ExecMainStatus",
+                     "-p", "Type"], 30, env=_service_env())
+    props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    props.setdefault("ActiveState", "unknown" if code == 0 else "exit %d" % code)
+    return props
+
+
+def _describe_unit(service, props):
+    return "service %s is %s (%s, result %s, exit status %s)" % (
+        service, props.get("ActiveState"), props.get("SubState", "?"), props.get("Result", "?"),
+        props.get("ExecMainStatus", "?"))
+
+
+def gate(args, restart=True):
+    """(True, "") once the service is ready, else (False, why). With Type=notify (the shipped
+    unit) systemd counts the agent active only after its READY=1, which it sends once the backend
+    is loaded and a first frame went through inference: that is the readiness used here. A start
+    that fails, a unit that is failed or waiting to auto-restart ends the wait at once. Other unit
+    types have no readiness: they must stay active with one main PID for `settle` seconds."""
+    health, service = args["health"], args["service"]
+    deadline = time.monotonic() + float(health["timeout"])
+    if restart:
+        try:
+            code, out = privileged(["systemctl", "restart", service], args["sudo"],
+                                   timeout=max(1.0, deadline - time.monotonic()), check=False)
+        except Failure as exc:
+            return False, str(exc)
+        if code != 0:
+            props = unit_properties(service)
+            return False, "systemctl restart %s failed (exit %d: %s); %s" % (
+                service, code, out.strip()[-300:], _describe_unit(service, props))
+    seen, stable_since = None, None
+    while True:
+        props = unit_properties(service)
+        state, sub = props.get("ActiveState"), props.get("SubState")
+        if state == "failed" or sub == "auto-restart" or (state == "inactive" and not restart):
+            return False, _describe_unit(service, props)
+        if state == "active":
+            mark = (props.get("MainPID"), props.get("NRestarts"))
+            if mark != seen:
+                seen, stable_since = mark, time.monotonic()
+            ready = props.get("Type") == "notify" or \
+                time.monotonic() - stable_since >= float(health.get("settle", 0))
+            if ready and stable_since < time.monotonic() - float(health["interval"]) / 2:
+                return True, ""
+        if time.monotonic() >= deadline:
+            return False, "not ready within %.0f s: %s" % (float(health["timeout"]),
+                                                           _describe_unit(service, props))
+        time.sleep(float(health["interval"]))
+
+
+def validate(p, name):
+    """The release's own `edgeagent validate` on its config, before it may become current."""
+    release = os.path.join(p["releases"], name)
+    tool = os.path.join(release, "venv", "bin", "edgeagent")
+    if not os.access(tool, os.X_OK):
+        raise NotRunnable("release %s has no %s; it cannot run" % (name, tool))
+    code, out = run([tool, "validate", "--config", os.path.join(release, "config.yaml")], 300)
+    if code != 0:
+        lines = [line for line in out.strip().splitlines() if line.strip()]
+        raise NotRunnable("release %s cannot run its pipeline here (`edgeagent validate` exit "
+                          "%d): %s" % (name, code, lines[-1] if lines else "no output"))
+
+
+# ---- switching -----------------------------------------------------------------------------
+
 def systemctl(args, *verbs):
     privileged(["systemctl"] + list(verbs), args["sudo"])
 
 
-def switch(p, name, args, touch):
+def switch(p, name, args):
     release = os.path.join(p["releases"], name)
-    marker = os.path.join(release, "COMPLETE")
-    if not os.path.isfile(marker):
+    if not os.path.isfile(os.path.join(release, "COMPLETE")):
         raise Failure("release %s is not complete; refusing to switch to it" % name)
-    previous = current_release(p)
     reload_needed = install_unit(p, release, args["service"], args["sudo"])
+    reload_needed = install_drop_in(p, release, args["service"], args["sudo"]) or reload_needed
     link_config(p)
     atomic_symlink(os.path.join("releases", name), p["current"])
-    if touch:
-        os.utime(marker, None)   # "last deployed" order, used by rollback and pruning
+    write_state(p, name, activated=next_sequence(p))
     if reload_needed:
         systemctl(args, "daemon-reload")
-    if args["restart"]:
-        systemctl(args, "restart", args["service"])
-    return {"previous": previous, "current": name, "unit_changed": reload_needed}
+    return reload_needed
+
+
+def bring_up(p, name, args):
+    """Switch to `name`, restart and gate it; record the verdict. (ok, why)."""
+    switch(p, name, args)
+    if not args["restart"]:
+        return True, ""
+    ok, why = gate(args)
+    if ok and args.get("pending"):     # the workstation's own checks decide (op confirm)
+        write_state(p, name, state=UNKNOWN, why="gate passed; waiting for the workstation's checks")
+    elif ok:
+        write_state(p, name, state=HEALTHY, healthy=next_sequence(p), why="")
+    else:
+        failures = read_state(p, name)["failures"] + 1
+        write_state(p, name, state=FAILED, failures=failures, why=why[-500:])
+    return ok, why
+
+
+def restore(p, args, failed):
+    """After `failed` did not come up: back to the newest healthy release, gated too."""
+    target = newest_healthy(p, exclude=(failed,))
+    if target is None:
+        return {"restored": None, "restored_ok": False,
+                "restored_why": "no healthy release to go back to"}
+    ok, why = bring_up(p, target, args)
+    return {"restored": target, "restored_ok": ok, "restored_why": why}
+
+
+def check_privileges(args):
+    """Before anything changes: can we run systemctl as root here?"""
+    if args["restart"] and os.geteuid() != 0 and args["sudo"] and shutil.which("sudo") is None:
+        raise Failure("`systemctl restart` needs root and this device has no sudo: log in as root, "
+                      "install sudo with a NOPASSWD rule for systemctl and install, or pass "
+                      "--no-sudo if user %s may run systemctl itself; nothing was changed" % _user())
+
+
+def check_attempts(p, name, args):
+    state = read_state(p, name)
+    limit = int(args.get("attempts", 2))
+    if state["state"] == FAILED and state["failures"] >= limit and not args.get("force"):
+        raise Refused("release %s failed its health gate %d times (last: %s); it is not activated "
+                      "again: fix it, or pass --force" % (name, state["failures"], state["why"]))
+
+
+def activate_checked(p, name, args):
+    """Bring `name` up; if it fails, restore the newest healthy release. The result dict."""
+    previous = current_release(p)
+    ok, why = bring_up(p, name, args)
+    result = {"previous": previous, "release": name, "ok": ok, "why": why}
+    if not ok:
+        result.update(restore(p, args, name))
+    result["current"] = current_release(p)
+    result["state"] = read_state(p, result["current"])["state"] if result["current"] else None
+    return result
 
 
 def op_activate(args):
     p = paths(args["root"])
     take_lock(p)
-    return switch(p, args["release"], args, touch=True)
+    check_privileges(args)
+    check_attempts(p, args["release"], args)
+    if args.get("validate", True):
+        try:
+            validate(p, args["release"])
+        except NotRunnable as exc:
+            write_state(p, args["release"], state=FAILED, why=str(exc)[-500:])
+            raise
+    return activate_checked(p, args["release"], args)
 
 
 def op_rollback(args):
+    """By hand: to `to`, or to the newest healthy release other than current; gated, and if it
+    does not come up, the newest healthy release is restored (the one we left, if it was)."""
     p = paths(args["root"])
     take_lock(p)
-    target = args.get("to")
+    check_privileges(args)
+    now = current_release(p)
+    target = args.get("to") or newest_healthy(p, exclude=(now,))
     if not target:
-        done = completed_releases(p)
-        now = current_release(p)
-        older = done[:done.index(now)] if now in done else done
-        if not older:
-            raise Failure("no complete release older than %s under %s" % (now, p["releases"]))
-        target = older[-1]
-    return switch(p, target, args, touch=False)
+        raise Failure("no healthy release other than %s under %s to roll back to" % (
+            now, p["releases"]))
+    check_attempts(p, target, args)
+    return activate_checked(p, target, args)
+
+
+def op_verify(args):
+    """`unchanged`: the release is already current; is it up and healthy? If not, restart it
+    (gated); if that fails, back to the newest healthy release."""
+    p = paths(args["root"])
+    take_lock(p)
+    check_privileges(args)
+    name = current_release(p)
+    if not args["restart"]:
+        return {"release": name, "current": name, "ok": True, "why": "", "restarted": False,
+                "state": read_state(p, name)["state"]}
+    props = unit_properties(args["service"])
+    if props.get("ActiveState") == "active" and read_state(p, name)["state"] == HEALTHY:
+        return {"release": name, "current": name, "ok": True, "why": "", "restarted": False,
+                "state": HEALTHY}
+    if props.get("ActiveState") == "active":     # up, but never gated (interrupted deploy)
+        ok, why = gate(args, restart=False)
+        if ok:
+            write_state(p, name, state=HEALTHY, healthy=next_sequence(p), why="")
+            return {"release": name, "current": name, "ok": True, "why": "", "restarted": False,
+                    "state": HEALTHY}
+    result = activate_checked(p, name, args)
+    result.update(restarted=True, found=_describe_unit(args["service"], props))
+    return result
+
+
+def op_confirm(args):
+    """The workstation's own checks (--health-cmd/--health-mqtt) passed or failed."""
+    p = paths(args["root"])
+    take_lock(p)
+    name = args["release"]
+    if args["ok"]:
+        write_state(p, name, state=HEALTHY, healthy=next_sequence(p), why="")
+        return {"release": name, "current": current_release(p), "ok": True, "why": ""}
+    write_state(p, name, state=FAILED, failures=read_state(p, name)["failures"] + 1,
+                why=args["why"][-500:])
+    result = {"release": name, "ok": False, "why": args["why"]}
+    result.update(restore(p, args, name))
+    result["current"] = current_release(p)
+    return result
 
 
 def op_prune(args):
+    """Keep the `keep` most recently activated releases, current and the newest healthy one."""
     p = paths(args["root"])
     take_lock(p)
     now = current_release(p)
     done = completed_releases(p)
-    keep = set(done[-args["keep"]:]) | {now}
+    keep = set(done[-args["keep"]:]) | {now, newest_healthy(p)}
+    keep.discard(None)
     removed = []
     for name in os.listdir(p["releases"]):
         if name not in keep:
@@ -452,17 +827,49 @@ def op_prune(args):
 
 
 OPS = {"probe": op_probe, "install": op_install, "activate": op_activate,
-       "rollback": op_rollback, "prune": op_prune}
+       "rollback": op_rollback, "verify": op_verify, "confirm": op_confirm, "prune": op_prune}
+# These must reach a consistent end (a gated release, or a rollback) even when the workstation
+# is gone; the others stop when it goes (what they leave is cleaned up by the next deploy).
+FINISH_ALONE = ("activate", "rollback", "verify", "confirm")
+
+
+def watch_client():
+    """Exit when the workstation is gone (ssh closed our stdout): kill children, stop."""
+    poller = select.poll()
+    poller.register(sys.stdout.fileno(), select.POLLERR | select.POLLHUP)
+    while True:
+        if poller.poll(500):
+            for child in list(CHILDREN):
+                try:
+                    child.kill()
+                except OSError:
+                    pass
+            os._exit(EXIT_CLIENT_GONE)
+
+
+def say(line):
+    try:
+        sys.stdout.write("\n" + line + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass   # nobody listens any more; the device's state is what counts
 
 
 def main():
+    op = sys.argv[1] if len(sys.argv) > 1 else ""
     try:
-        result = OPS[sys.argv[1]](json.loads(sys.argv[2]))
-    except (Failure, OSError, ValueError, KeyError, subprocess.TimeoutExpired) as exc:
+        ARGS.update(json.loads(sys.argv[2]), op=op)
+        if op in FINISH_ALONE:
+            signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        else:
+            threading.Thread(target=watch_client, daemon=True).start()
+        result = OPS[op](ARGS)
+    except (Failure, OSError, ValueError, KeyError, IndexError,
+            subprocess.TimeoutExpired) as exc:
         # JSON keeps a multi-line message (a traceback tail) on the one last line.
-        sys.stdout.write("\n" + ERROR + json.dumps("%s: %s" % (type(exc).__name__, exc)) + "\n")
-        sys.exit(2)
-    sys.stdout.write("\n" + RESULT + json.dumps(result) + "\n")
+        say(ERROR + json.dumps("%s: %s" % (type(exc).__name__, exc)))
+        sys.exit(getattr(exc, "code", EXIT_FAILURE))
+    say(RESULT + json.dumps(result))
 
 
 if __name__ == "__main__":

@@ -11,16 +11,19 @@ import logging
 import os
 import shlex
 import subprocess
+import threading
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
 from . import remote_helper
-from .errors import DeployError, HostKeyError
+from .errors import ConnectionLost, DeployError, HostKeyError, NotRunnable, Refused
 from .inventory import Host
 
 log = logging.getLogger(__name__)
 
 _HELPER_SOURCE = None  # type: Optional[bytes]
+_CHILDREN = set()      # running ssh/sftp processes, stopped on SIGINT/SIGTERM
+_CHILDREN_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,7 @@ def classify_ssh_failure(host: Host, stderr: str, known_hosts: Optional[str]) ->
             "%s: host key unknown (not in %s); deploy aborted for this host. Verify the key and "
             "add it (ssh-keyscan -p %d %s >> %s) or pass --accept-new-host-keys"
             % (host.name, kh, host.port, host.address, kh))
-    return DeployError("%s: ssh to %s failed: %s" % (host.name, where, stderr.strip()[-500:]))
+    return ConnectionLost("%s: ssh to %s failed: %s" % (host.name, where, stderr.strip()[-500:]))
 
 
 class SshHost:
@@ -87,11 +90,20 @@ class SshHost:
 
     def _call(self, argv: List[str], stdin: Optional[bytes], timeout: float
               ) -> "subprocess.CompletedProcess":
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        with _CHILDREN_LOCK:
+            _CHILDREN.add(proc)
         try:
-            done = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE,
-                                  stderr=subprocess.PIPE, timeout=timeout)
+            out, err = proc.communicate(stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise DeployError("%s: %s timed out after %.0f s" % (self.host.name, argv[0], timeout))
+            proc.kill()
+            proc.communicate()
+            raise ConnectionLost("%s: %s timed out after %.0f s" % (self.host.name, argv[0], timeout))
+        finally:
+            with _CHILDREN_LOCK:
+                _CHILDREN.discard(proc)
+        done = subprocess.CompletedProcess(argv, proc.returncode, out, err)
         if done.returncode == 255:
             raise classify_ssh_failure(self.host, done.stderr.decode("utf-8", "replace"),
                                        self.settings.known_hosts)
@@ -113,7 +125,9 @@ class SshHost:
             return json.loads(last[len(remote_helper.RESULT):])
         if last.startswith(remote_helper.ERROR):
             why = json.loads(last[len(remote_helper.ERROR):])
-            raise DeployError("%s: %s: %s" % (self.host.name, op, " | ".join(why.splitlines())))
+            kind = {remote_helper.EXIT_REFUSED: Refused,
+                    remote_helper.EXIT_NOT_RUNNABLE: NotRunnable}.get(done.returncode, DeployError)
+            raise kind("%s: %s: %s" % (self.host.name, op, " | ".join(why.splitlines())))
         raise DeployError("%s: %s with %s failed (exit %d): %s" % (
             self.host.name, op, self.host.python, done.returncode, (err or last)[-800:]))
 
@@ -129,10 +143,30 @@ class SshHost:
                 self.host.name, done.stderr.decode("utf-8", "replace").strip()[-500:]))
 
     def close(self) -> None:
-        if self.control_path and os.path.exists(self.control_path):
-            subprocess.run(["ssh", "-O", "exit", "-o", "ControlPath=%s" % self.control_path,
-                            self.host.address], stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, timeout=10)
+        if self.control_path:
+            exit_master(self.control_path)
+
+
+def exit_master(control_path: str) -> None:
+    """Close a ControlMaster (ControlPersist keeps it otherwise) and its socket."""
+    if os.path.exists(control_path):
+        try:
+            subprocess.run(["ssh", "-O", "exit", "-o", "ControlPath=%s" % control_path, "x"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+    if os.path.exists(control_path):
+        os.unlink(control_path)
+
+
+def stop_children() -> None:
+    with _CHILDREN_LOCK:
+        running = list(_CHILDREN)
+    for proc in running:
+        try:
+            proc.kill()
+        except OSError:
+            pass
 
 
 def _sftp_safe(path: str) -> str:

@@ -1,0 +1,1 @@
+../../../../../../../agent/deploy/remote_helper.py
