@@ -1,4 +1,4 @@
-"""The health payload of CONVENTIONS.md, assembled from what each part already counts.
+"""The health payload of docs/mqtt.md, assembled from what each part already counts.
 
 HealthMonitor runs its own thread: every interval it builds a snapshot and hands it to `send`
 (MQTT send_now: never queued, never in the way of results). The service's state (running,

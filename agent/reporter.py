@@ -1,4 +1,4 @@
-"""FrameResult -> the result payload of CONVENTIONS.md, with the output policy applied.
+"""FrameResult -> the result payload of docs/mqtt.md, with the output policy applied.
 
 `seq` is not known here: it is assigned where results are stored (the outbox), so the payload is
 built by a function of seq that the sink calls."""

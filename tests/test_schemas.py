@@ -1,5 +1,5 @@
 """agent/schemas/*.json: valid JSON Schemas that accept what the agent's own code produces
-(reporter, status, health) and the examples of CONVENTIONS.md, and reject payloads that break
+(reporter, status, health) and the examples of docs/mqtt.md, and reject payloads that break
 the contract (a required field missing, a wrong type, a timestamp without milliseconds or Z)."""
 
 import copy
@@ -16,7 +16,7 @@ from agent.stats import PipelineStats
 from agent.types import Classifications, Detections, FrameResult
 
 TIMING = {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3}
-# The example payloads of CONVENTIONS.md section 1, verbatim where it gives them.
+# The example payloads that docs/mqtt.md gives, verbatim.
 RESULT_EXAMPLE = {
     "schema": "edgeagent/result/1", "device_id": "nano-01",
     "boot_id": "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7", "seq": 1234,

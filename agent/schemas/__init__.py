@@ -1,4 +1,4 @@
-"""JSON Schemas of the MQTT payloads (CONVENTIONS.md): result, status, health, command,
+"""JSON Schemas of the MQTT payloads (docs/mqtt.md): result, status, health, command,
 command_reply. The agent does not validate at run time; tests and dashboards do.
 
     load_schema("result") -> dict
