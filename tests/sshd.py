@@ -263,19 +263,24 @@ def current_release(root: str) -> str:
     return os.readlink(os.path.join(root, "opt", "edgeagent", "current"))
 
 
-def deploy_command(server: Sshd, known_hosts: str, *args: str) -> List[str]:
-    """`python -m agent.deploy` with this sshd's client key, a test wheel and the device python."""
+def deploy_command(server: Sshd, known_hosts: str, *args: str, validate: bool = False) -> List[str]:
+    """`python -m agent.deploy` with this sshd's client key, a test wheel and the device python.
+    These devices run tests/fake_device_agent.py on placeholder models and have no inference
+    runtime, so the device-side `edgeagent validate` (which loads the model) is off unless a test
+    asks for it; the emulated boards (tests/test_board_*.py) run it for real on real models."""
     return [sys.executable, "-m", "agent.deploy", "--known-hosts", known_hosts,
             "--key", server.client_key, "--wheel", session_wheel(),
-            "--remote-python", DEVICE_PYTHON, "--health-timeout", "20"] + list(args)
+            "--remote-python", DEVICE_PYTHON, "--health-timeout", "20"] + \
+        ([] if validate else ["--no-validate"]) + list(args)
 
 
 def run_deploy(server: Sshd, known_hosts: str, *args: str, report: str = "",
-               timeout: float = 300) -> "tuple":
+               timeout: float = 300, validate: bool = False) -> "tuple":
     """Run a deploy to the end; (CompletedProcess, the JSON report or None)."""
     import json
     extra = ["--report-json", report] if report else []
-    done = subprocess.run(deploy_command(server, known_hosts, *args) + extra, cwd=REPO,
+    done = subprocess.run(deploy_command(server, known_hosts, *args, validate=validate) + extra,
+                          cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=timeout)
     data = None

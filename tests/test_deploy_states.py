@@ -38,14 +38,14 @@ def device(server, tmp_path):
     model = tmp_path / "m.onnx"
     runs = []
 
-    def deploy(text=None, *extra):
+    def deploy(text=None, *extra, validate=False):
         if text is not None:
             model.write_text(text)
         report = str(tmp_path / ("r%d.json" % len(runs)))
         started = time.monotonic()
         done, data = run_deploy(server, known_hosts, "root@127.0.0.1:%d" % server.ports[0],
                                 "--remote-root", root, "--model", str(model), *extra,
-                                report=report)
+                                report=report, validate=validate)
         runs.append(time.monotonic() - started)
         assert data is not None, done.stderr
         return done.returncode, data["hosts"][0], done.stdout
@@ -224,7 +224,7 @@ def test_release_that_cannot_run_its_pipeline_never_becomes_current(device, serv
     before = tree_but_lock(device.root)
     calls = len(server.shim_calls())
     # when the new release's config names a pipeline the agent does not have
-    code, b, stdout = device("ok-2", "--pipeline", "no-such-pipeline")
+    code, b, stdout = device("ok-2", "--pipeline", "no-such-pipeline", validate=True)
     # then the device's own `edgeagent validate` stopped it before the switch: one line, exit 7,
     # current untouched, the service not restarted
     assert code == 7 and b["result"] == "not runnable", b
