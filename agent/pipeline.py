@@ -14,7 +14,7 @@ the service can tell a pipeline that waits for frames from one that hangs (stuck
 
 import ctypes
 import ctypes.util
-import dataclasses
+import dataclasses  # novm: the dataclasses backport serves 3.6
 import logging
 import queue
 import threading
