@@ -114,6 +114,8 @@ class PipelineRunner:
         self._max_frames = max_frames
         self._stop = threading.Event()
         self._done = threading.Event()
+        self._finished = 0
+        self._finished_lock = threading.Lock()
         self.error = None              # type: Optional[BaseException]
         self.end_reason = None         # type: Optional[str]  stopped | max_frames | source_ended
         self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
@@ -172,7 +174,12 @@ class PipelineRunner:
                               threading.current_thread().name)
             self._stop.set()
         finally:
-            if all(not t.is_alive() or t is threading.current_thread() for t in self._threads):
+            # done when the last of the three has finished: counted, because a thread not yet
+            # started is not alive either (a short file could end before output even began)
+            with self._finished_lock:
+                self._finished += 1
+                last = self._finished == len(self._threads)
+            if last:
                 self._done.set()
 
     def _capture(self) -> None:
