@@ -12,14 +12,16 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
 
 from . import backends
 from .errors import ConfigError, ModelError
 from .int8_gate import Gate, agreement
-from .pipeline_spec import PipelineSpec, load_pipeline
+
+if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `quantize` runs
+    from .pipeline_spec import PipelineSpec  # noqa: F401
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 RESHAPING_OPS = ("Softmax", "Reshape", "Transpose")
@@ -139,7 +141,7 @@ def quantize_model(src: str, dst: str, tensors: List[np.ndarray], input_name: st
 
 # ---- judging ---------------------------------------------------------------------------------
 
-def _inference(spec: PipelineSpec, model: str, threads: int):
+def _inference(spec: "PipelineSpec", model: str, threads: int):
     from .inference import Inference
     backend = backends.load("onnxruntime", model, {"threads": threads}, spec.path)
     return Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path, spec.labels,
@@ -150,7 +152,7 @@ def _found(result):
     return result.detections if result.detections is not None else result.classifications
 
 
-def judge(spec: PipelineSpec, fp32: str, int8: str, held: List, threads: int):
+def judge(spec: "PipelineSpec", fp32: str, int8: str, held: List, threads: int):
     """Agreement of the INT8 model with the fp32 one on the held-out frames."""
     ref, test = _inference(spec, fp32, threads), _inference(spec, int8, threads)
     try:
@@ -162,7 +164,7 @@ def judge(spec: PipelineSpec, fp32: str, int8: str, held: List, threads: int):
     return agreement(ref_results, test_results)
 
 
-def time_models(spec: PipelineSpec, models: List[str], frame, threads: int,
+def time_models(spec: "PipelineSpec", models: List[str], frame, threads: int,
                 rounds: int = 30) -> List[float]:
     """Median inference ms of each model on the same tensor, runs interleaved round by round
     so machine load hits all alike; a few unmeasured rounds first."""
@@ -183,6 +185,7 @@ def time_models(spec: PipelineSpec, models: List[str], frame, threads: int,
 
 
 def run(args) -> int:
+    from .pipeline_spec import load_pipeline
     spec = load_pipeline(args.pipeline)
     fp32 = spec.model_for("onnxruntime")
     if fp32 is None or not fp32.endswith(".onnx"):
@@ -224,7 +227,7 @@ def run(args) -> int:
     return 0
 
 
-def _exclusions(mode: str, spec: PipelineSpec, head: List[str]):
+def _exclusions(mode: str, spec: "PipelineSpec", head: List[str]):
     if mode == "no" or spec.task != "detect" or not head:
         return [("all-int8", [])]
     if mode == "yes":
@@ -269,7 +272,7 @@ def _format(report: Dict) -> str:
     return "\n".join(lines)
 
 
-def write_pipeline(spec: PipelineSpec, model: str, path: str) -> None:
+def write_pipeline(spec: "PipelineSpec", model: str, path: str) -> None:
     """The same pipeline with the INT8 model; labels inline so the file can live anywhere."""
     from .yamlio import read_yaml
     data = dict(read_yaml(spec.path))

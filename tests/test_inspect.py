@@ -10,6 +10,7 @@ import pytest
 
 from agent.model_guess import guess, yolo_cells
 from agent.model_info import ModelInfo, TensorInfo, read_model
+from boxes import box_iou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
@@ -17,15 +18,6 @@ MODELS = os.path.join(ROOT, "models")
 
 def model(name):
     return os.path.join(MODELS, name)
-
-
-def box_iou(a, b):
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def write_config(tmp_path):
