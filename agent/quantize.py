@@ -8,6 +8,7 @@ after the last convolutions) can stay float: `--exclude-head auto` quantizes bot
 the one that agrees better (the faster one on a tie)."""
 
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -22,6 +23,8 @@ from .int8_gate import Gate, agreement
 
 if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `quantize` runs
     from .pipeline_spec import PipelineSpec  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 RESHAPING_OPS = ("Softmax", "Reshape", "Transpose")
@@ -127,7 +130,9 @@ def quantize_model(src: str, dst: str, tensors: List[np.ndarray], input_name: st
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
             quant_pre_process(src, prepared, skip_symbolic_shape=True)
-        except Exception:  # the pre-pass is an optimisation; quantize the model as it is
+        except Exception as why:  # noqa: BLE001 the pre-pass is an optimisation: quantize as is
+            log.info("quantize: shape pre-pass skipped (%s)", str(why).strip().splitlines()[0]
+                     if str(why).strip() else type(why).__name__)
             prepared = src
         quantize_static(prepared, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,

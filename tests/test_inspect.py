@@ -191,7 +191,8 @@ def test_blazeface_and_classifier_pipelines_run(fetched_models, run_agent, tmp_p
 @pytest.mark.parametrize("name, content, says", [
     ("garbage.onnx", b"this is not a model\n", "onnx"),
     ("truncated.onnx", None, "onnx"),
-    ("notes.txt", b"hello", "unknown model format"),
+    ("notes.txt", b"hello", "unknown model format (extension '.txt')"),
+    ("README", b"hello", "unknown model format (no extension)"),
     ("empty.tflite", b"", "tflite"),
 ])
 def test_bad_model_files_get_one_line(run_agent, tmp_path, fetched_models, name, content, says):
@@ -209,6 +210,10 @@ def test_bad_model_files_get_one_line(run_agent, tmp_path, fetched_models, name,
 def test_missing_model_and_mismatched_labels(run_agent, tmp_path, fetched_models):
     missing = run_agent(["inspect", str(tmp_path / "nope.onnx")])
     assert missing.returncode == 3 and "not found" in missing.stderr
+    folder = run_agent(["inspect", str(tmp_path)])
+    assert folder.returncode == 3
+    assert folder.stderr_lines() == ["edgeagent inspect: model error: %s: is a folder; give the "
+                                     "model file in it" % tmp_path]
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
     out = tmp_path / "p.yaml"

@@ -109,13 +109,13 @@ def summary(consumers) -> dict:
 
 
 def cmd_gaps(args) -> int:
-    from .store import Store
+    from .store import Store, safe_dsn
     store = Store(args.dsn, args.schema).connect()
     try:
         report = store.gaps(args.device)
     except store.psycopg.errors.UndefinedTable:
         raise OutputError("no table %s.results in %s: run `edgeagent ingest run` "
-                          "first, or pass --schema" % (args.schema, args.dsn))
+                          "first, or pass --schema" % (args.schema, safe_dsn(args.dsn)))
     finally:
         store.close()
     if args.json:
