@@ -15,6 +15,7 @@ from agent.ingest.rows import HealthRow, Rejected, ResultRow, to_row
 from agent.ingest.store import safe_dsn
 from broker import add_password, Broker, free_port
 from conftest import agent_command, agent_env, ROOT
+from ending import end
 from ingest_helpers import (DSN, IngestProcess, Publisher, boot_id, health, query, result,  # noqa: F401
                             schema, wait_rows)   # schema: a fixture
 
@@ -234,8 +235,7 @@ def test_the_real_agents_results_and_health_are_stored_once_each(tmp_path, schem
             try:
                 assert wait_rows(schema, "health", 2, timeout_s=120) >= 2
             finally:
-                agent.send_signal(signal.SIGTERM)
-                out, err = agent.communicate(timeout=60)
+                out, err = end(agent, signal.SIGTERM)
             assert agent.returncode == 0, err
             printed = [json.loads(line) for line in out.splitlines()]
             assert printed

@@ -4,6 +4,7 @@ the real command against a real Mosquitto: --json, --once, and the live screen i
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from agent.monitor import DeviceView
 from agent.monitor_screen import format_table
 from broker import Broker, free_port, paho_client
 from conftest import agent_command, agent_env, ROOT
+from ending import end
 
 NOW = 1796000000.0          # a fixed "now" for the value tests (epoch seconds)
 TS_NOW = "2026-12-01T08:53:20.000Z"   # NOW as the contract writes it
@@ -133,8 +135,7 @@ def test_json_rows_count_gaps_and_drop_duplicates_from_a_real_broker(tmp_path):
                 rows = json.loads(proc.stdout.readline())
                 row = rows[0] if rows else {}
         finally:
-            proc.send_signal(2)                                # Ctrl-C
-            out, err = proc.communicate(timeout=20)
+            out, err = end(proc, signal.SIGINT, timeout_s=20)      # Ctrl-C
     # then the device shows 4 results, 1 duplicate and a gap of 2, its health, and exit is clean
     assert (row["results"], row["duplicates"], row["gaps"], row["last_seq"]) == (4, 1, 2, 6)
     assert row["state"] == "running" and row["backend"] == "tflite" and row["fps"] == 14.5
@@ -224,7 +225,7 @@ def test_live_view_in_tmux_refreshes_in_place_marks_offline_and_stale_and_quits_
             ("edgeagent/cam-3/status", {"state": "online", "ts": now, "pipeline": "yolov8n",
                                         "backend": "onnxruntime"}, True)])
         command = [sys.executable, "-m", "agent", "monitor", "--host", "127.0.0.1", "--port",
-                   str(broker.port), "--interval", "0.3", "--stale-after", "3"]
+                   str(broker.port), "--interval", "0.3", "--stale-after", "6"]
         tmux = Tmux(command)
         try:
             # when cam-1 and cam-3 report health, and only cam-1 keeps reporting
