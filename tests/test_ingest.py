@@ -212,6 +212,7 @@ def test_ingest_without_a_broker_says_so_in_one_line(tmp_path, schema):
     assert lines == ["edgeagent ingest: output error: cannot reach broker 127.0.0.1:%d "
                      "([Errno 111] Connection refused)" % port], run.stderr
     assert "Traceback" not in run.stderr
+    assert run.stdout == ""          # no summary of a run that never started
 
 
 def test_the_real_agents_results_and_health_are_stored_once_each(tmp_path, schema, sample_video):
@@ -267,6 +268,7 @@ def test_ingest_without_its_database_says_so_in_one_line(tmp_path):
         "edgeagent ingest: output error: cannot connect to PostgreSQL "
         "(host=127.0.0.1 port=1 dbname=test user=postgres): "), run.stderr
     assert "Traceback" not in run.stderr
+    assert run.stdout == ""
 
 
 def test_a_broker_refusing_the_consumer_ends_it_with_one_line(tmp_path, schema):

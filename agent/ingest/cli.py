@@ -83,7 +83,8 @@ def cmd_run(args) -> int:
     try:
         run_consumers(consumers, stop, progress.report, args.report_every)
     finally:
-        print(json.dumps(summary(consumers)), flush=True)
+        if any(c.started for c in consumers):   # a failed start prints its one line only
+            print(json.dumps(summary(consumers)), flush=True)
     return 0
 
 
