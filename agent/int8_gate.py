@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .types import Classifications, Detections
 
 IOU_MATCH = 0.5
@@ -163,3 +163,17 @@ class Gate:
             raise ModelError("%s refused by the INT8 accuracy gate (%s): %s; %s" % (
                 what, "; ".join(failed), found.describe(),
                 hint or "calibrate on more images like the deployment's, or lower the gate"))
+
+
+def holdout_split(items: Sequence, every: int, where: str) -> Tuple[List, List]:
+    """(calibration, held-out): every `every`-th item is held out of calibration, so the gate
+    judges the INT8 model on images it was not calibrated on. `where` names the images."""
+    if every < 2:
+        raise ConfigError("--holdout-every %d: must be 2 or more (every Nth image is held out "
+                          "to judge the INT8 model)" % every)
+    if len(items) < every:
+        raise ConfigError("%s: %d images; the INT8 gate holds out every %dth, so give it at "
+                          "least %d" % (where, len(items), every, every))
+    held = list(items[every - 1::every])
+    calibration = [item for i, item in enumerate(items) if (i + 1) % every]
+    return calibration, held

@@ -19,7 +19,7 @@ import numpy as np
 
 from . import backends
 from .errors import ConfigError, ModelError
-from .int8_gate import Gate, agreement
+from .int8_gate import Gate, agreement, holdout_split
 
 if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `quantize` runs
     from .pipeline_spec import PipelineSpec  # noqa: F401
@@ -76,16 +76,6 @@ def read_frames(images: Sequence[str], videos: Sequence[str], limit: int) -> Lis
         picks = np.linspace(0, len(frames) - 1, limit).round().astype(int)
         frames = [frames[i] for i in picks]
     return frames
-
-
-def split(frames: List, every: int):
-    """(calibration, held-out): every `every`-th frame is held out."""
-    if every < 2 or len(frames) < every:
-        raise ConfigError("need at least --holdout-every (%d) images to hold some out; got %d"
-                          % (every, len(frames)))
-    held = frames[every - 1::every]
-    calibration = [f for i, f in enumerate(frames) if (i + 1) % every]
-    return calibration, held
 
 
 # ---- the model -------------------------------------------------------------------------------
@@ -201,7 +191,9 @@ def run(args) -> int:
     gate = Gate(args.min_match, args.min_top1, args.max_score_drift)
     out = os.path.abspath(args.out or os.path.splitext(fp32)[0] + ".int8.onnx")
     frames = read_frames(args.images, args.video, args.max_images)
-    calibration, held = split(frames, args.holdout_every)
+    where = ", ".join(["--images %s" % d for d in args.images] +
+                      ["--video %s" % v for v in args.video])
+    calibration, held = holdout_split(frames, args.holdout_every, where)
     prep = _inference(spec, fp32, args.threads)
     tensors = [prep.prepare(f).tensor.copy() for f in calibration]
     input_name = prep.backend.input_spec.name

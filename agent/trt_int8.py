@@ -15,7 +15,7 @@ import tempfile
 from typing import Callable, List, Tuple
 
 from .errors import ConfigError
-from .int8_gate import Agreement, Gate, agreement
+from .int8_gate import Agreement, Gate, agreement, holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,8 @@ def add_arguments(p) -> None:
 
 def split_images(calibration_dir: str, every: int, where: str) -> Tuple[List[str], List[str]]:
     from .trt.calibrator import calibration_images
-    images = calibration_images(calibration_dir, where)
-    if every < 2 or len(images) < every:
-        raise ConfigError("--calibration-dir %s: %d images; the INT8 gate holds out every "
-                          "%dth, so give it at least %d" % (calibration_dir, len(images), every,
-                                                             max(every, 2)))
-    held = images[every - 1::every]
-    return [p for p in images if p not in held], held
+    return holdout_split(calibration_images(calibration_dir, where), every,
+                         "--calibration-dir %s" % calibration_dir)
 
 
 def gated_int8_build(args, build: Callable[[argparse.Namespace], str]) -> str:
