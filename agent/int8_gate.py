@@ -142,6 +142,18 @@ class Gate:
     min_top1: float = 0.9
     max_score_drift: float = 0.1       # mean over matched pairs
 
+    @classmethod
+    def from_args(cls, args) -> "Gate":
+        """From --min-match, --min-top1 and --max-score-drift (quantize, build-engine)."""
+        for flag, value in (("--min-match", args.min_match), ("--min-top1", args.min_top1)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError("%s %s: a fraction from 0 to 1 (default %s)"
+                                  % (flag, value, getattr(cls, flag[2:].replace("-", "_"))))
+        if args.max_score_drift < 0:
+            raise ConfigError("--max-score-drift %s: a score difference of 0 or more (default %s)"
+                              % (args.max_score_drift, cls.max_score_drift))
+        return cls(args.min_match, args.min_top1, args.max_score_drift)
+
     def failures(self, found: Agreement) -> List[str]:
         failed = []
         if found.kind == "detect" and found.ref_count == 0:

@@ -188,7 +188,7 @@ def run(args) -> int:
     if not os.path.isfile(fp32):
         from .model_sources import missing_model_message
         raise ModelError(missing_model_message(spec.name, fp32))
-    gate = Gate(args.min_match, args.min_top1, args.max_score_drift)
+    gate = Gate.from_args(args)
     out = os.path.abspath(args.out or os.path.splitext(fp32)[0] + ".int8.onnx")
     frames = read_frames(args.images, args.video, args.max_images)
     where = ", ".join(["--images %s" % d for d in args.images] +

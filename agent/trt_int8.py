@@ -44,7 +44,7 @@ def gated_int8_build(args, build: Callable[[argparse.Namespace], str]) -> str:
     from .config import load_config
     from .pipeline_spec import load_pipeline
     spec = load_pipeline(args.pipeline)
-    gate = Gate(args.min_match, args.min_top1, args.max_score_drift)
+    gate = Gate.from_args(args)
     cache_dir = args.cache_dir or os.path.join(load_config(args.config).state_dir, "engines")
     calibration, held = split_images(args.calibration_dir, args.holdout_every, spec.path)
     ref_args = copy.copy(args)

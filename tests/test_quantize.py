@@ -3,6 +3,7 @@ YOLOv8n) calibrated on the demo video and scikit-image photos through each pipel
 preprocessing, judged against the fp32 model on held-out frames; plus the agreement measure
 itself on hand-made cases."""
 
+import argparse
 import json
 import os
 
@@ -167,5 +168,18 @@ def test_every_nth_image_is_held_out_of_calibration(count, every, calibration, h
 def test_a_split_that_holds_nothing_out_is_refused(count, every, says):
     with pytest.raises(ConfigError) as refused:
         holdout_split(list(range(count)), every, "--images x")
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("flags, says", [
+    ({"min_match": 2.0}, "--min-match 2.0: a fraction from 0 to 1 (default 0.9)"),
+    ({"min_top1": -0.1}, "--min-top1 -0.1: a fraction from 0 to 1 (default 0.9)"),
+    ({"max_score_drift": -1.0}, "--max-score-drift -1.0: a score difference of 0 or more"),
+])
+def test_a_gate_that_cannot_be_met_or_always_passes_is_refused(flags, says):
+    args = argparse.Namespace(**dict({"min_match": 0.9, "min_top1": 0.9, "max_score_drift": 0.1},
+                                     **flags))
+    with pytest.raises(ConfigError) as refused:
+        Gate.from_args(args)
     assert says in str(refused.value)
 
