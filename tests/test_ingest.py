@@ -201,6 +201,21 @@ def test_messages_show_the_dsn_without_its_password(dsn, shown):
     assert safe_dsn(dsn) == shown
 
 
+@pytest.mark.parametrize("flags, says", [
+    (["--consumers", "0"], "--consumers, --batch and --receive-maximum must be at least 1"),
+    (["--report-every", "0"], "--report-every must be above 0 seconds"),
+    (["--session-expiry", "-1"], "--session-expiry 0 or more"),
+])
+def test_bad_ingest_arguments_get_one_line(flags, says):
+    run = subprocess.run(agent_command(["ingest", "run", "--dsn", DSN, "--port", free_port()] +
+                                       flags), cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("edgeagent ingest: config error: ") and says in line, line
+    assert run.stdout == ""
+
+
 def test_ingest_without_a_broker_says_so_in_one_line(tmp_path, schema):
     port = free_port()
     run = subprocess.run(agent_command(["ingest", "run", "--dsn", DSN, "--schema", schema,

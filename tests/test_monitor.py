@@ -157,6 +157,19 @@ def test_once_prints_one_table_of_the_retained_state_and_exits(tmp_path):
     assert lines[2].split()[0] == "DEVICE" and lines[3].split()[:2] == ["cam-7", "OFFLINE"]
 
 
+@pytest.mark.parametrize("flag, value", [("--interval", "0"), ("--stale-after", "-5"),
+                                         ("--wait", "-1"), ("--duration", "-2")])
+def test_intervals_that_cannot_work_get_one_line(flag, value):
+    # given no broker at all: the arguments are checked before connecting
+    done = subprocess.run(agent_command(["monitor", "--port", free_port(), flag, value]),
+                          cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("edgeagent monitor: config error: --interval and --stale-after must "
+                           "be above 0 seconds"), line
+
+
 def test_monitor_without_a_broker_says_so_in_one_line():
     # given no broker on the port
     port = free_port()

@@ -68,6 +68,9 @@ def cmd_run(args) -> int:
     from .store import Store
     if args.consumers < 1 or args.batch < 1 or args.receive_maximum < 1:
         raise ConfigError("--consumers, --batch and --receive-maximum must be at least 1")
+    if args.report_every <= 0 or args.session_expiry < 0:
+        raise ConfigError("--report-every must be above 0 seconds and --session-expiry 0 or more "
+                          "(got %s, %s)" % (args.report_every, args.session_expiry))
     password = _password(args.password_file)
     names = [args.client_id] if args.consumers == 1 else [
         "%s-%d" % (args.client_id, i) for i in range(1, args.consumers + 1)]
