@@ -12,14 +12,16 @@ import json
 import os
 import sys
 import time
-from typing import Dict, List, Optional
+from typing import TYPE_CHECKING, Dict, List, Optional
 
 import numpy as np
 
 from . import backends
 from .errors import BackendUnavailable, ConfigError, ModelError
-from .pipeline_spec import PipelineSpec, load_pipeline
 from .reporter import to_json_bytes
+
+if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `bench` runs
+    from .pipeline_spec import PipelineSpec  # noqa: F401
 
 TRT_PRECISIONS = ("fp16", "fp32")     # int8 needs calibration images: build-engine does it
 
@@ -99,7 +101,7 @@ def _progress(label: str, done: int, total: int) -> None:
     sys.stderr.flush()
 
 
-def bench_row(spec: PipelineSpec, key: str, options: Dict, precision: str,
+def bench_row(spec: "PipelineSpec", key: str, options: Dict, precision: str,
               pictures: List[bytes], frames: int, warmup: int, show=_progress) -> Dict:
     import cv2
     from .inference import Inference
@@ -146,7 +148,7 @@ def bench_row(spec: PipelineSpec, key: str, options: Dict, precision: str,
             "rss_mb": round(_rss_mb(), 1)}
 
 
-def _variants(spec: PipelineSpec, keys: Optional[List[str]], threads: int,
+def _variants(spec: "PipelineSpec", keys: Optional[List[str]], threads: int,
               cache_dir: Optional[str] = None):
     """(backend key, options, precision label) for each row this machine can run; skipped
     backends with the reason."""
@@ -184,6 +186,7 @@ def _model_precision(path: str) -> str:
 def run(args) -> int:
     if args.frames < 1 or args.warmup < 0:
         raise ConfigError("--frames must be >= 1 and --warmup >= 0")
+    from .pipeline_spec import load_pipeline
     pictures = test_pictures(args.images)
     specs = [load_pipeline(p) for p in (args.pipeline or ["face-detect"])]
     rows, notes = [], []

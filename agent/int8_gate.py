@@ -13,7 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .errors import ModelError
+from .errors import ConfigError, ModelError
 from .types import Classifications, Detections
 
 IOU_MATCH = 0.5
@@ -142,6 +142,18 @@ class Gate:
     min_top1: float = 0.9
     max_score_drift: float = 0.1       # mean over matched pairs
 
+    @classmethod
+    def from_args(cls, args) -> "Gate":
+        """From --min-match, --min-top1 and --max-score-drift (quantize, build-engine)."""
+        for flag, value in (("--min-match", args.min_match), ("--min-top1", args.min_top1)):
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError("%s %s: a fraction from 0 to 1 (default %s)"
+                                  % (flag, value, getattr(cls, flag[2:].replace("-", "_"))))
+        if args.max_score_drift < 0:
+            raise ConfigError("--max-score-drift %s: a score difference of 0 or more (default %s)"
+                              % (args.max_score_drift, cls.max_score_drift))
+        return cls(args.min_match, args.min_top1, args.max_score_drift)
+
     def failures(self, found: Agreement) -> List[str]:
         failed = []
         if found.kind == "detect" and found.ref_count == 0:
@@ -163,3 +175,17 @@ class Gate:
             raise ModelError("%s refused by the INT8 accuracy gate (%s): %s; %s" % (
                 what, "; ".join(failed), found.describe(),
                 hint or "calibrate on more images like the deployment's, or lower the gate"))
+
+
+def holdout_split(items: Sequence, every: int, where: str) -> Tuple[List, List]:
+    """(calibration, held-out): every `every`-th item is held out of calibration, so the gate
+    judges the INT8 model on images it was not calibrated on. `where` names the images."""
+    if every < 2:
+        raise ConfigError("--holdout-every %d: must be 2 or more (every Nth image is held out "
+                          "to judge the INT8 model)" % every)
+    if len(items) < every:
+        raise ConfigError("%s: %d images; the INT8 gate holds out every %dth, so give it at "
+                          "least %d" % (where, len(items), every, every))
+    held = list(items[every - 1::every])
+    calibration = [item for i, item in enumerate(items) if (i + 1) % every]
+    return calibration, held

@@ -99,12 +99,15 @@ def model_format(path: str) -> str:
         head = handle.read(8)
     if head[4:8] == b"TFL3":
         return "tflite"
-    raise ModelError("%s: unknown model format (extension %r); edgeagent reads .onnx, .tflite "
-                     "and TensorRT .engine/.plan files" % (path, ext or "none"))
+    raise ModelError("%s: unknown model format (%s); edgeagent reads .onnx, .tflite and "
+                     "TensorRT .engine/.plan files" % (path, "extension %r" % ext if ext
+                                                       else "no extension"))
 
 
 def read_model(path: str) -> ModelInfo:
     """Everything `inspect` shows about a model file; ModelError (one line) for a bad file."""
+    if os.path.isdir(path):
+        raise ModelError("%s: is a folder; give the model file in it" % path)
     if not os.path.isfile(path):
         from .model_sources import hint_for
         raise ModelError("%s: model file not found%s" % (path, hint_for(path)))

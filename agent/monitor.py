@@ -180,7 +180,12 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from .errors import OutputError
+    from .errors import ConfigError, OutputError
+    if args.interval <= 0 or args.stale_after <= 0 or args.wait < 0 or (
+            args.duration is not None and args.duration < 0):
+        raise ConfigError("--interval and --stale-after must be above 0 seconds, --wait and "
+                          "--duration 0 or more (got %s, %s, %s, %s)" % (
+                              args.interval, args.stale_after, args.wait, args.duration))
     monitor = FleetMonitor(args.host, args.port, args.prefix, args.stale_after)
     try:
         if not monitor.start():

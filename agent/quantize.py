@@ -8,18 +8,23 @@ after the last convolutions) can stay float: `--exclude-head auto` quantizes bot
 the one that agrees better (the faster one on a tie)."""
 
 import json
+import logging
 import os
 import shutil
 import tempfile
 import time
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import numpy as np
 
 from . import backends
 from .errors import ConfigError, ModelError
-from .int8_gate import Gate, agreement
-from .pipeline_spec import PipelineSpec, load_pipeline
+from .int8_gate import Gate, agreement, holdout_split
+
+if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `quantize` runs
+    from .pipeline_spec import PipelineSpec  # noqa: F401
+
+log = logging.getLogger(__name__)
 
 COMPUTE_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 RESHAPING_OPS = ("Softmax", "Reshape", "Transpose")
@@ -73,16 +78,6 @@ def read_frames(images: Sequence[str], videos: Sequence[str], limit: int) -> Lis
     return frames
 
 
-def split(frames: List, every: int):
-    """(calibration, held-out): every `every`-th frame is held out."""
-    if every < 2 or len(frames) < every:
-        raise ConfigError("need at least --holdout-every (%d) images to hold some out; got %d"
-                          % (every, len(frames)))
-    held = frames[every - 1::every]
-    calibration = [f for i, f in enumerate(frames) if (i + 1) % every]
-    return calibration, held
-
-
 # ---- the model -------------------------------------------------------------------------------
 
 def head_nodes(model) -> List[str]:
@@ -125,7 +120,9 @@ def quantize_model(src: str, dst: str, tensors: List[np.ndarray], input_name: st
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
             quant_pre_process(src, prepared, skip_symbolic_shape=True)
-        except Exception:  # the pre-pass is an optimisation; quantize the model as it is
+        except Exception as why:  # noqa: BLE001 the pre-pass is an optimisation: quantize as is
+            log.info("quantize: shape pre-pass skipped (%s)", str(why).strip().splitlines()[0]
+                     if str(why).strip() else type(why).__name__)
             prepared = src
         quantize_static(prepared, dst, Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
@@ -139,7 +136,7 @@ def quantize_model(src: str, dst: str, tensors: List[np.ndarray], input_name: st
 
 # ---- judging ---------------------------------------------------------------------------------
 
-def _inference(spec: PipelineSpec, model: str, threads: int):
+def _inference(spec: "PipelineSpec", model: str, threads: int):
     from .inference import Inference
     backend = backends.load("onnxruntime", model, {"threads": threads}, spec.path)
     return Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path, spec.labels,
@@ -150,7 +147,7 @@ def _found(result):
     return result.detections if result.detections is not None else result.classifications
 
 
-def judge(spec: PipelineSpec, fp32: str, int8: str, held: List, threads: int):
+def judge(spec: "PipelineSpec", fp32: str, int8: str, held: List, threads: int):
     """Agreement of the INT8 model with the fp32 one on the held-out frames."""
     ref, test = _inference(spec, fp32, threads), _inference(spec, int8, threads)
     try:
@@ -162,7 +159,7 @@ def judge(spec: PipelineSpec, fp32: str, int8: str, held: List, threads: int):
     return agreement(ref_results, test_results)
 
 
-def time_models(spec: PipelineSpec, models: List[str], frame, threads: int,
+def time_models(spec: "PipelineSpec", models: List[str], frame, threads: int,
                 rounds: int = 30) -> List[float]:
     """Median inference ms of each model on the same tensor, runs interleaved round by round
     so machine load hits all alike; a few unmeasured rounds first."""
@@ -183,6 +180,7 @@ def time_models(spec: PipelineSpec, models: List[str], frame, threads: int,
 
 
 def run(args) -> int:
+    from .pipeline_spec import load_pipeline
     spec = load_pipeline(args.pipeline)
     fp32 = spec.model_for("onnxruntime")
     if fp32 is None or not fp32.endswith(".onnx"):
@@ -190,10 +188,12 @@ def run(args) -> int:
     if not os.path.isfile(fp32):
         from .model_sources import missing_model_message
         raise ModelError(missing_model_message(spec.name, fp32))
-    gate = Gate(args.min_match, args.min_top1, args.max_score_drift)
+    gate = Gate.from_args(args)
     out = os.path.abspath(args.out or os.path.splitext(fp32)[0] + ".int8.onnx")
     frames = read_frames(args.images, args.video, args.max_images)
-    calibration, held = split(frames, args.holdout_every)
+    where = ", ".join(["--images %s" % d for d in args.images] +
+                      ["--video %s" % v for v in args.video])
+    calibration, held = holdout_split(frames, args.holdout_every, where)
     prep = _inference(spec, fp32, args.threads)
     tensors = [prep.prepare(f).tensor.copy() for f in calibration]
     input_name = prep.backend.input_spec.name
@@ -224,7 +224,7 @@ def run(args) -> int:
     return 0
 
 
-def _exclusions(mode: str, spec: PipelineSpec, head: List[str]):
+def _exclusions(mode: str, spec: "PipelineSpec", head: List[str]):
     if mode == "no" or spec.task != "detect" or not head:
         return [("all-int8", [])]
     if mode == "yes":
@@ -269,7 +269,7 @@ def _format(report: Dict) -> str:
     return "\n".join(lines)
 
 
-def write_pipeline(spec: PipelineSpec, model: str, path: str) -> None:
+def write_pipeline(spec: "PipelineSpec", model: str, path: str) -> None:
     """The same pipeline with the INT8 model; labels inline so the file can live anywhere."""
     from .yamlio import read_yaml
     data = dict(read_yaml(spec.path))

@@ -15,7 +15,7 @@ import tempfile
 from typing import Callable, List, Tuple
 
 from .errors import ConfigError
-from .int8_gate import Agreement, Gate, agreement
+from .int8_gate import Agreement, Gate, agreement, holdout_split
 
 log = logging.getLogger(__name__)
 
@@ -33,13 +33,8 @@ def add_arguments(p) -> None:
 
 def split_images(calibration_dir: str, every: int, where: str) -> Tuple[List[str], List[str]]:
     from .trt.calibrator import calibration_images
-    images = calibration_images(calibration_dir, where)
-    if every < 2 or len(images) < every:
-        raise ConfigError("--calibration-dir %s: %d images; the INT8 gate holds out every "
-                          "%dth, so give it at least %d" % (calibration_dir, len(images), every,
-                                                             max(every, 2)))
-    held = images[every - 1::every]
-    return [p for p in images if p not in held], held
+    return holdout_split(calibration_images(calibration_dir, where), every,
+                         "--calibration-dir %s" % calibration_dir)
 
 
 def gated_int8_build(args, build: Callable[[argparse.Namespace], str]) -> str:
@@ -49,7 +44,7 @@ def gated_int8_build(args, build: Callable[[argparse.Namespace], str]) -> str:
     from .config import load_config
     from .pipeline_spec import load_pipeline
     spec = load_pipeline(args.pipeline)
-    gate = Gate(args.min_match, args.min_top1, args.max_score_drift)
+    gate = Gate.from_args(args)
     cache_dir = args.cache_dir or os.path.join(load_config(args.config).state_dir, "engines")
     calibration, held = split_images(args.calibration_dir, args.holdout_every, spec.path)
     ref_args = copy.copy(args)

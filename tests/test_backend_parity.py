@@ -16,6 +16,7 @@ from agent import backends
 from agent.inference import Inference
 from agent.pipeline_spec import load_pipeline
 from agent.types import Frame
+from boxes import box_iou
 
 BACKENDS = ("onnxruntime", "tflite")
 # Centre of the astronaut's face box in the 512x512 photo (the face spans about x 175-275,
@@ -80,15 +81,6 @@ def reference_anchors():
     return anchors
 
 
-def overlap(a, b):
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def reference_faces(regressors, logits, geometry):
     """(box in frame pixels, score) per face: plain loops over the 896 anchors."""
     candidates = []
@@ -103,7 +95,7 @@ def reference_faces(regressors, logits, geometry):
     faces = []
     while candidates:
         best = candidates[0]
-        cluster = [c for c in candidates if overlap(c[0], best[0]) > IOU_MERGE]
+        cluster = [c for c in candidates if box_iou(c[0], best[0]) > IOU_MERGE]
         total = sum(c[1] for c in cluster)
         merged = [sum(c[0][i] * c[1] for c in cluster) / total for i in range(4)]
         faces.append((merged, best[1]))

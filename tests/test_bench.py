@@ -92,3 +92,27 @@ def test_shipped_pipelines_models_travel_in_the_wheel(installed, tmp_path, fetch
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)["rows"]
     assert row["pipeline"] == pipeline and row["e2e_ms"] > 0
+
+
+BLOCK_CV2 = """
+import runpy, sys
+class NoCv2:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] == 'cv2':
+            raise ImportError('No module named cv2 (opencv extra not installed)')
+sys.meta_path.insert(0, NoCv2())
+sys.argv = ['edgeagent'] + sys.argv[1:]
+runpy.run_module('agent', run_name='__main__')
+"""
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["inspect", "--help"], ["bench", "--help"]])
+def test_commands_start_without_the_opencv_extra(argv):
+    # given an install without cv2 (opencv is an extra; JetPack's system cv2 may be missing)
+    # when the parser is built (it imports bench and quantize for their arguments)
+    done = subprocess.run([sys.executable, "-c", BLOCK_CV2] + argv, cwd=REPO,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+    # then the command line still works: cv2 is imported only when a command needs frames
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr

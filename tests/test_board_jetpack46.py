@@ -18,11 +18,13 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "boards"))
 
-from board import JetsonNano, deploy, figures_line, release_info, write_config  # noqa: E402
-from broker import Broker, Subscriber  # noqa: E402
+from board import JetsonNano  # noqa: E402
+from broker import Subscriber  # noqa: E402
+from deploying import (NEEDS_ROOT, broker, busy, deploy, faces,  # noqa: E402,F401 (broker: a fixture)
+                       figures_line, release_info, write_config)
 from sshd import tree  # noqa: E402
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="boards need root (sshd, mounts)")
+pytestmark = NEEDS_ROOT
 RESULTS_DEADLINE_S = 300
 
 
@@ -32,28 +34,11 @@ def nano(tmp_path):
         yield board
 
 
-@pytest.fixture()
-def broker(tmp_path):
-    with Broker(str(tmp_path / "broker")) as b:
-        yield b
-
-
 def board_config(path, nano, broker, images, **extra):
     return write_config(path, source="images://%s?loop=1" % images,
                         state_dir=nano.host_path("/var/lib/edgeagent"),
                         mqtt={"host": "127.0.0.1", "port": broker.port},
                         health={"interval_s": 2}, **extra)
-
-
-def faces(messages):
-    return [m for m in messages if m.topic.endswith("/results")
-            and any(d.get("label") == "face" for d in m.json().get("detections", []))]
-
-
-def busy(messages):
-    """Health payloads of an agent that is processing frames (its fps is windowed)."""
-    found = [m.json() for m in messages if m.topic.endswith("/health")]
-    return [h for h in found if (h.get("fps") or {}).get("processed", 0) > 0]
 
 
 def test_deploy_to_jetpack46_nano_runs_face_detect_and_results_reach_mosquitto(

@@ -13,31 +13,15 @@ Run: PYTHONPATH=$PWD python -m pytest -q -s tests/test_board_pi_bookworm.py   (m
 import os
 import sys
 
-import pytest
-
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "boards"))
 
-from board import PiBookworm, deploy, figures_line, release_info, write_config  # noqa: E402
-from broker import Broker, Subscriber  # noqa: E402
+from board import PiBookworm  # noqa: E402
+from broker import Subscriber  # noqa: E402
+from deploying import (NEEDS_ROOT, broker, busy, deploy, faces,  # noqa: E402,F401 (broker: a fixture)
+                       figures_line, release_info, write_config)
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="boards need root (sshd, mounts)")
+pytestmark = NEEDS_ROOT
 DEADLINE_S = 900
-
-
-@pytest.fixture()
-def broker(tmp_path):
-    with Broker(str(tmp_path / "broker")) as b:
-        yield b
-
-
-def faces(messages):
-    return [m for m in messages if m.topic.endswith("/results")
-            and any(d.get("label") == "face" for d in m.json().get("detections", []))]
-
-
-def busy(messages):
-    found = [m.json() for m in messages if m.topic.endswith("/health")]
-    return [h for h in found if (h.get("fps") or {}).get("processed", 0) > 0]
 
 
 def test_deploy_to_emulated_pi_bookworm_runs_face_detect_and_results_reach_mosquitto(

@@ -35,7 +35,7 @@ def test_wheel_is_built_once_per_source_hash(tmp_path, wheel_cache, caplog):
     # when building twice from the same source
     first = build_wheel(src, str(tmp_path / "out1"))
     caplog.clear()
-    caplog.set_level("INFO", logger="agent.deploy.artifacts")
+    caplog.set_level("INFO", logger="agent.deploy.agent_wheel")
     second = build_wheel(src, str(tmp_path / "out2"))
     # then the second is the cached wheel, byte for byte
     assert "cached" in caplog.text

@@ -5,131 +5,19 @@ Consumers are real `edgeagent ingest run` processes sharing one MQTT 5 group. Pa
 the contract of docs/mqtt.md: (device_id, boot_id, seq) identifies a message."""
 
 import json
-import os
 import random
 import signal
 import subprocess
-import time
-import uuid
 
-import psycopg
 import pytest
 
 from agent.ingest.rows import HealthRow, Rejected, ResultRow, to_row
-from broker import add_password, Broker, free_port, paho_client
+from agent.ingest.store import safe_dsn
+from broker import add_password, Broker, free_port
 from conftest import agent_command, agent_env, ROOT
-
-DSN = os.environ.get("EDGEAGENT_TEST_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
-
-
-# ---- helpers ------------------------------------------------------------------------------
-
-@pytest.fixture
-def schema():
-    name = "ingest_test_" + uuid.uuid4().hex[:12]
-    yield name
-    with psycopg.connect(DSN, autocommit=True) as conn:
-        conn.execute("DROP SCHEMA IF EXISTS %s CASCADE" % name)
-
-
-def query(sql, *params):
-    with psycopg.connect(DSN) as conn:
-        return conn.execute(sql, params).fetchall()
-
-
-def boot_id():
-    return uuid.uuid4().hex
-
-
-def result(device, boot, seq, labels=("face",)):
-    return {"schema": "edgeagent/result/1", "device_id": device, "boot_id": boot, "seq": seq,
-            "ts": "2026-11-22T23:%02d:%02d.%03dZ" % (seq // 60000 % 60, seq // 1000 % 60, seq % 1000),
-            "frame": {"index": seq - 1, "width": 640, "height": 480},
-            "pipeline": "face-detect", "model": "face_detection_short_range", "backend": "tflite",
-            "timing_ms": {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3, "total": 10.9},
-            "detections": [{"label": l, "class_id": 0, "score": 0.9, "box": [1, 2, 3, 4]}
-                           for l in labels]}
-
-
-def health(device, boot, n):
-    return {"schema": "edgeagent/health/1", "device_id": device, "boot_id": boot,
-            "ts": "2026-11-22T23:00:%02d.000Z" % n, "uptime_s": float(n), "state": "running",
-            "fps": {"captured": 15.0, "processed": 14.5, "dropped": 0.5}, "latency_ms": {},
-            "camera": {"state": "running", "reconnects": 0, "stalls": 0},
-            "outbox": {"pending": n, "dropped": 0, "bytes": 0},
-            "system": {"mem_used_mb": 100, "mem_total_mb": 1000},
-            "backend": {"name": "tflite", "precision": "fp32", "device": "cpu"}}
-
-
-class Publisher:
-    """A device simulator: QoS 1 publishes, each waited for until the broker's PUBACK."""
-
-    def __init__(self, port):
-        self.client = paho_client("test-ingest-publisher-" + uuid.uuid4().hex[:6], clean_session=True)
-        self.client.connect("127.0.0.1", port)
-        self.client.loop_start()
-
-    def send(self, messages):
-        infos = [self.client.publish(topic, json.dumps(payload), qos=1) for topic, payload in messages]
-        for info in infos:
-            info.wait_for_publish(30)
-            assert info.is_published()
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-class IngestProcess:
-    """One `edgeagent ingest run` child; its log goes to a file we poll."""
-
-    def __init__(self, tmp_path, port, schema, name, extra=()):
-        self.log_path = str(tmp_path / ("%s.log" % name))
-        self.out_path = str(tmp_path / ("%s.out" % name))
-        args = ["ingest", "run", "--dsn", DSN, "--schema", schema, "--host", "127.0.0.1",
-                "--port", port, "--client-id", name, "--group", "test", "--report-every", "0.5"]
-        with open(self.log_path, "wb") as log, open(self.out_path, "wb") as out:
-            self.proc = subprocess.Popen(agent_command(args + list(extra)), stdout=out, stderr=log,
-                                         cwd=ROOT, env=agent_env())
-
-    def log(self):
-        with open(self.log_path) as handle:
-            return handle.read()
-
-    def wait_log(self, text, timeout_s=30, count=1):
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.log().count(text) >= count:
-                return True
-            assert self.proc.poll() is None, self.log()
-            time.sleep(0.05)
-        return False
-
-    def stop(self):
-        """SIGTERM; returns the summary JSON it prints on stdout."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.send_signal(signal.SIGTERM)
-        self.proc.wait(30)
-        assert self.proc.returncode == 0, self.log()
-        with open(self.out_path) as handle:
-            return json.loads(handle.read().strip().splitlines()[-1])
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def wait_rows(schema, table, expected, timeout_s=90):
-    deadline = time.monotonic() + timeout_s
-    n = -1
-    while time.monotonic() < deadline:
-        (n,), = query("SELECT count(*) FROM %s.%s" % (schema, table))
-        if n >= expected:
-            return n
-        time.sleep(0.2)
-    return n
+from ending import end
+from ingest_helpers import (DSN, IngestProcess, Publisher, boot_id, health, query, result,  # noqa: F401
+                            schema, wait_rows)   # schema: a fixture
 
 
 # ---- rows: pure parsing -------------------------------------------------------------------
@@ -290,12 +178,42 @@ def test_a_lost_database_connection_is_retried_and_nothing_is_lost(tmp_path, sch
 
 
 def test_gaps_on_a_schema_never_ingested_says_so_in_one_line(schema):
-    run = subprocess.run(agent_command(["ingest", "gaps", "--dsn", DSN, "--schema", schema]),
+    # given a DSN with a password (the test server trusts 127.0.0.1 and ignores it)
+    dsn = DSN + " password=s3cret"
+    run = subprocess.run(agent_command(["ingest", "gaps", "--dsn", dsn, "--schema", schema]),
                          cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, universal_newlines=True)
     assert run.returncode == 6
-    assert run.stderr.strip() == ("edgeagent ingest: output error: no table %s.results in %s: run "
-                                  "`edgeagent ingest run` first, or pass --schema" % (schema, DSN))
+    # then one line, and the password is not in it
+    assert run.stderr.strip() == ("edgeagent ingest: output error: no table %s.results in %s "
+                                  "password=***: run `edgeagent ingest run` first, or pass --schema"
+                                  % (schema, DSN))
+    assert "s3cret" not in run.stderr
+
+
+@pytest.mark.parametrize("dsn, shown", [
+    ("postgresql://ingest:s3cret@db.example:5432/fleet", "postgresql://ingest:***@db.example:5432/fleet"),
+    ("postgresql://ingest@db.example/fleet", "postgresql://ingest@db.example/fleet"),
+    ("host=db port=5432 password=s3cret user=ingest", "host=db port=5432 password=*** user=ingest"),
+    ("postgresql:///edgeagent", "postgresql:///edgeagent"),
+])
+def test_messages_show_the_dsn_without_its_password(dsn, shown):
+    assert safe_dsn(dsn) == shown
+
+
+@pytest.mark.parametrize("flags, says", [
+    (["--consumers", "0"], "--consumers, --batch and --receive-maximum must be at least 1"),
+    (["--report-every", "0"], "--report-every must be above 0 seconds"),
+    (["--session-expiry", "-1"], "--session-expiry 0 or more"),
+])
+def test_bad_ingest_arguments_get_one_line(flags, says):
+    run = subprocess.run(agent_command(["ingest", "run", "--dsn", DSN, "--port", free_port()] +
+                                       flags), cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True, timeout=60)
+    assert run.returncode == 2
+    (line,) = run.stderr.strip().splitlines()
+    assert line.startswith("edgeagent ingest: config error: ") and says in line, line
+    assert run.stdout == ""
 
 
 def test_ingest_without_a_broker_says_so_in_one_line(tmp_path, schema):
@@ -309,6 +227,7 @@ def test_ingest_without_a_broker_says_so_in_one_line(tmp_path, schema):
     assert lines == ["edgeagent ingest: output error: cannot reach broker 127.0.0.1:%d "
                      "([Errno 111] Connection refused)" % port], run.stderr
     assert "Traceback" not in run.stderr
+    assert run.stdout == ""          # no summary of a run that never started
 
 
 def test_the_real_agents_results_and_health_are_stored_once_each(tmp_path, schema, sample_video):
@@ -332,8 +251,7 @@ def test_the_real_agents_results_and_health_are_stored_once_each(tmp_path, schem
             try:
                 assert wait_rows(schema, "health", 2, timeout_s=120) >= 2
             finally:
-                agent.send_signal(signal.SIGTERM)
-                out, err = agent.communicate(timeout=60)
+                out, err = end(agent, signal.SIGTERM)
             assert agent.returncode == 0, err
             printed = [json.loads(line) for line in out.splitlines()]
             assert printed
@@ -365,6 +283,7 @@ def test_ingest_without_its_database_says_so_in_one_line(tmp_path):
         "edgeagent ingest: output error: cannot connect to PostgreSQL "
         "(host=127.0.0.1 port=1 dbname=test user=postgres): "), run.stderr
     assert "Traceback" not in run.stderr
+    assert run.stdout == ""
 
 
 def test_a_broker_refusing_the_consumer_ends_it_with_one_line(tmp_path, schema):

@@ -10,6 +10,7 @@ import pytest
 
 from agent.model_guess import guess, yolo_cells
 from agent.model_info import ModelInfo, TensorInfo, read_model
+from boxes import box_iou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODELS = os.path.join(ROOT, "models")
@@ -17,15 +18,6 @@ MODELS = os.path.join(ROOT, "models")
 
 def model(name):
     return os.path.join(MODELS, name)
-
-
-def box_iou(a, b):
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def write_config(tmp_path):
@@ -199,7 +191,8 @@ def test_blazeface_and_classifier_pipelines_run(fetched_models, run_agent, tmp_p
 @pytest.mark.parametrize("name, content, says", [
     ("garbage.onnx", b"this is not a model\n", "onnx"),
     ("truncated.onnx", None, "onnx"),
-    ("notes.txt", b"hello", "unknown model format"),
+    ("notes.txt", b"hello", "unknown model format (extension '.txt')"),
+    ("README", b"hello", "unknown model format (no extension)"),
     ("empty.tflite", b"", "tflite"),
 ])
 def test_bad_model_files_get_one_line(run_agent, tmp_path, fetched_models, name, content, says):
@@ -217,6 +210,10 @@ def test_bad_model_files_get_one_line(run_agent, tmp_path, fetched_models, name,
 def test_missing_model_and_mismatched_labels(run_agent, tmp_path, fetched_models):
     missing = run_agent(["inspect", str(tmp_path / "nope.onnx")])
     assert missing.returncode == 3 and "not found" in missing.stderr
+    folder = run_agent(["inspect", str(tmp_path)])
+    assert folder.returncode == 3
+    assert folder.stderr_lines() == ["edgeagent inspect: model error: %s: is a folder; give the "
+                                     "model file in it" % tmp_path]
     labels = tmp_path / "labels.txt"
     labels.write_text("a\nb\nc\n")
     out = tmp_path / "p.yaml"

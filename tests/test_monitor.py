@@ -3,7 +3,9 @@ the real command against a real Mosquitto: --json, --once, and the live screen i
 (refreshed in place, offline and stale devices marked, clean exit on Ctrl-C)."""
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -15,6 +17,7 @@ from agent.monitor import DeviceView
 from agent.monitor_screen import format_table
 from broker import Broker, free_port, paho_client
 from conftest import agent_command, agent_env, ROOT
+from ending import end
 
 NOW = 1796000000.0          # a fixed "now" for the value tests (epoch seconds)
 TS_NOW = "2026-12-01T08:53:20.000Z"   # NOW as the contract writes it
@@ -133,8 +136,7 @@ def test_json_rows_count_gaps_and_drop_duplicates_from_a_real_broker(tmp_path):
                 rows = json.loads(proc.stdout.readline())
                 row = rows[0] if rows else {}
         finally:
-            proc.send_signal(2)                                # Ctrl-C
-            out, err = proc.communicate(timeout=20)
+            out, err = end(proc, signal.SIGINT, timeout_s=20)      # Ctrl-C
     # then the device shows 4 results, 1 duplicate and a gap of 2, its health, and exit is clean
     assert (row["results"], row["duplicates"], row["gaps"], row["last_seq"]) == (4, 1, 2, 6)
     assert row["state"] == "running" and row["backend"] == "tflite" and row["fps"] == 14.5
@@ -156,6 +158,19 @@ def test_once_prints_one_table_of_the_retained_state_and_exits(tmp_path):
     assert lines[2].split()[0] == "DEVICE" and lines[3].split()[:2] == ["cam-7", "OFFLINE"]
 
 
+@pytest.mark.parametrize("flag, value", [("--interval", "0"), ("--stale-after", "-5"),
+                                         ("--wait", "-1"), ("--duration", "-2")])
+def test_intervals_that_cannot_work_get_one_line(flag, value):
+    # given no broker at all: the arguments are checked before connecting
+    done = subprocess.run(agent_command(["monitor", "--port", free_port(), flag, value]),
+                          cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, universal_newlines=True, timeout=30)
+    assert done.returncode == 2
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("edgeagent monitor: config error: --interval and --stale-after must "
+                           "be above 0 seconds"), line
+
+
 def test_monitor_without_a_broker_says_so_in_one_line():
     # given no broker on the port
     port = free_port()
@@ -174,10 +189,15 @@ def test_monitor_without_a_broker_says_so_in_one_line():
 class Tmux:
     """A private tmux server (its own socket) running one command in a 200x30 pane."""
 
-    def __init__(self, command):
+    def __init__(self, command, status_file):
         self.socket = "edgeagent-test-" + uuid.uuid4().hex[:8]
+        self.status_file = status_file
+        # The pane's shell ignores Ctrl-C (the command sets its own handler) and writes the
+        # command's exit status to a file: tmux 3.3 can leave a pane's exited process unreaped,
+        # so #{pane_dead_status} is not always there to read.
         self.tmux("new-session", "-d", "-s", "t", "-x", "200", "-y", "30",
-                  "-e", "PYTHONPATH=" + agent_env()["PYTHONPATH"], " ".join(command))
+                  "-e", "PYTHONPATH=" + agent_env()["PYTHONPATH"],
+                  "trap '' INT; %s; echo $? > %s" % (" ".join(command), status_file))
         self.tmux("set-option", "-t", "t", "remain-on-exit", "on")
 
     def tmux(self, *args):
@@ -199,6 +219,18 @@ class Tmux:
 
     def pane(self, fmt):
         return self.tmux("display-message", "-p", "-t", "t", fmt).strip()
+
+    def exit_status(self, timeout_s=20):
+        """The command's exit status once it has ended, else None."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if os.path.exists(self.status_file):
+                with open(self.status_file) as handle:
+                    text = handle.read().strip()
+                if text:
+                    return int(text)
+            time.sleep(0.1)
+        return None
 
     def close(self):
         subprocess.run(["tmux", "-L", self.socket, "kill-server"], stdout=subprocess.DEVNULL,
@@ -224,8 +256,8 @@ def test_live_view_in_tmux_refreshes_in_place_marks_offline_and_stale_and_quits_
             ("edgeagent/cam-3/status", {"state": "online", "ts": now, "pipeline": "yolov8n",
                                         "backend": "onnxruntime"}, True)])
         command = [sys.executable, "-m", "agent", "monitor", "--host", "127.0.0.1", "--port",
-                   str(broker.port), "--interval", "0.3", "--stale-after", "3"]
-        tmux = Tmux(command)
+                   str(broker.port), "--interval", "0.3", "--stale-after", "6"]
+        tmux = Tmux(command, str(tmp_path / "exit-status"))
         try:
             # when cam-1 and cam-3 report health, and only cam-1 keeps reporting
             def beat(devices):
@@ -257,14 +289,8 @@ def test_live_view_in_tmux_refreshes_in_place_marks_offline_and_stale_and_quits_
             assert "2 offline or stale" in screen
             # when Ctrl-C is pressed
             tmux.tmux("send-keys", "-t", "t", "C-c")
-            deadline = time.monotonic() + 20
-            # tmux marks the pane dead a moment before it records the exit status
-            while tmux.pane("#{pane_dead}#{pane_dead_status}") in ("", "0", "1") and \
-                    time.monotonic() < deadline:
-                time.sleep(0.1)
             # then it exits 0 at once, without a traceback, leaving the last table on screen
-            assert tmux.pane("#{pane_dead}") == "1"
-            assert tmux.pane("#{pane_dead_status}") == "0"
+            assert tmux.exit_status() == 0
             final = tmux.screen()
             assert "Traceback" not in final and "KeyboardInterrupt" not in final
             assert "cam-1" in final

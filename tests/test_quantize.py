@@ -3,13 +3,15 @@ YOLOv8n) calibrated on the demo video and scikit-image photos through each pipel
 preprocessing, judged against the fp32 model on held-out frames; plus the agreement measure
 itself on hand-made cases."""
 
+import argparse
 import json
 import os
 
 import numpy as np
 import pytest
 
-from agent.int8_gate import Gate, agreement, match_detections
+from agent.errors import ConfigError
+from agent.int8_gate import Gate, agreement, holdout_split, match_detections
 from agent.types import Classifications, Detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -145,3 +147,39 @@ def test_a_model_that_finds_nothing_cannot_pass(run_agent, media, tmp_path, fetc
                     "8", "--exclude-head", "yes")
     assert done.returncode == 3
     assert "the reference model finds nothing on the held-out images" in done.stderr
+
+
+# ---- held-out images (quantize and build-engine --precision int8 share the split) -------------
+
+@pytest.mark.parametrize("count, every, calibration, held", [
+    (8, 4, [1, 2, 3, 5, 6, 7], [4, 8]),
+    (4, 4, [1, 2, 3], [4]),
+    (5, 2, [1, 3, 5], [2, 4]),
+])
+def test_every_nth_image_is_held_out_of_calibration(count, every, calibration, held):
+    assert holdout_split(list(range(1, count + 1)), every, "--images x") == (calibration, held)
+
+
+@pytest.mark.parametrize("count, every, says", [
+    (2, 4, "--images x: 2 images; the INT8 gate holds out every 4th, so give it at least 4"),
+    (8, 1, "--holdout-every 1: must be 2 or more"),
+    (8, 0, "--holdout-every 0: must be 2 or more"),
+])
+def test_a_split_that_holds_nothing_out_is_refused(count, every, says):
+    with pytest.raises(ConfigError) as refused:
+        holdout_split(list(range(count)), every, "--images x")
+    assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("flags, says", [
+    ({"min_match": 2.0}, "--min-match 2.0: a fraction from 0 to 1 (default 0.9)"),
+    ({"min_top1": -0.1}, "--min-top1 -0.1: a fraction from 0 to 1 (default 0.9)"),
+    ({"max_score_drift": -1.0}, "--max-score-drift -1.0: a score difference of 0 or more"),
+])
+def test_a_gate_that_cannot_be_met_or_always_passes_is_refused(flags, says):
+    args = argparse.Namespace(**dict({"min_match": 0.9, "min_top1": 0.9, "max_score_drift": 0.1},
+                                     **flags))
+    with pytest.raises(ConfigError) as refused:
+        Gate.from_args(args)
+    assert says in str(refused.value)
+

@@ -10,6 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
+from boxes import box_iou
+
 torch = pytest.importorskip("torch")   # .ci/run and `make venv` install torch==2.13.0 (CPU)
 nn = torch.nn
 
@@ -103,19 +105,10 @@ def torch_detections(raw, mapping, threshold, iou_threshold=0.45):
     found.sort(key=lambda f: -f[0])
     kept = []
     for score, cls, box in found:
-        if all(k[1] != cls or iou(k[2], box) <= iou_threshold for k in kept):
+        if all(k[1] != cls or box_iou(k[2], box) <= iou_threshold for k in kept):
             kept.append((score, cls, box))
     return [(s, c, [(b[0] - left) / scale_x, (b[1] - top) / scale_y, (b[2] - left) / scale_x,
                     (b[3] - top) / scale_y]) for s, c, b in kept[:100]]
-
-
-def iou(a, b):
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def inspect_validate_run(run_agent, tmp_path, onnx_path, images_dir, edit=None):

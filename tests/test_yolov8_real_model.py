@@ -18,6 +18,7 @@ from agent import backends
 from agent.inference import Inference
 from agent.pipeline_spec import pipeline_from_dict
 from agent.types import Frame
+from boxes import box_iou
 
 PAD = 114
 
@@ -56,15 +57,6 @@ def reference_letterbox(bgr, size):
     return chw[None], (new_w / float(width), new_h / float(height), left, top, width, height)
 
 
-def iou(a, b):
-    width = min(a[2], b[2]) - max(a[0], b[0])
-    height = min(a[3], b[3]) - max(a[1], b[1])
-    if width <= 0 or height <= 0:
-        return 0.0
-    inter = width * height
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
-
-
 def reference_yolov8(path, bgr, size, threshold, iou_threshold, limit):
     """[(class, score, [x1, y1, x2, y2] in frame pixels)], best first."""
     tensor, (scale_x, scale_y, left, top, width, height) = reference_letterbox(bgr, size)
@@ -80,7 +72,7 @@ def reference_yolov8(path, bgr, size, threshold, iou_threshold, limit):
     candidates.sort(key=lambda c: -c[1])
     kept = []
     for candidate in candidates:
-        if all(k[0] != candidate[0] or iou(k[2], candidate[2]) <= iou_threshold for k in kept):
+        if all(k[0] != candidate[0] or box_iou(k[2], candidate[2]) <= iou_threshold for k in kept):
             kept.append(candidate)
         if len(kept) == limit:
             break

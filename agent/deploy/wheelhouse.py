@@ -13,9 +13,9 @@ machine), plus a pip that can read manylinux2014 wheels (pip 9.0.1, Ubuntu 18.04
   the device. None has: NoWheelError, before anything is uploaded.
 
 Pure-Python requirements published only as sdists (paho-mqtt 1.6.1, the last for Python 3.6)
-are built into py3-none-any wheels here. Results ("no wheel" for a day) are cached under ~/.cache/edgeagent/wheelhouses
-(or $EDGEAGENT_WHEELHOUSE_CACHE) by everything that decides them, so the second deploy of the
-same kind of device resolves nothing.
+are built into py3-none-any wheels here (agent.deploy.pip_download). Results ("no wheel" for a
+day) are cached under ~/.cache/edgeagent/wheelhouses (or $EDGEAGENT_WHEELHOUSE_CACHE) by
+everything that decides them, so the second deploy of the same kind of device resolves nothing.
 """
 
 import fcntl
@@ -23,9 +23,7 @@ import hashlib
 import json
 import logging
 import os
-import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import threading
@@ -35,15 +33,9 @@ from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import DeployError
+from .pip_download import Requirement, download_wheels
 
 log = logging.getLogger(__name__)
-
-try:
-    from packaging.markers import Marker
-    from packaging.requirements import Requirement
-except ImportError:   # a bare workstation venv: pip vendors the same library
-    from pip._vendor.packaging.markers import Marker  # type: ignore
-    from pip._vendor.packaging.requirements import Requirement  # type: ignore
 
 CACHE_ENV = "EDGEAGENT_WHEELHOUSE_CACHE"
 # The newest pip each device Python can run; all read manylinux2014 and manylinux_2_x wheels.
@@ -211,7 +203,7 @@ class WheelhouseResolver:
                  target.describe())
         work = tempfile.mkdtemp(prefix=".new-", dir=self.cache)
         try:
-            ok, why = self._download_into(work, target, wanted + [pip_req])
+            ok, why = download_wheels(self.pip, work, target, wanted + [pip_req])
             info = {"ok": ok, "requirements": wanted, "target": target.describe(),
                     "extras": list(extras), "at": time.time()}
             if ok:
@@ -229,52 +221,6 @@ class WheelhouseResolver:
             shutil.rmtree(work, ignore_errors=True)
         return (folder, info["pip"], False) if ok else None
 
-    def _download_into(self, folder: str, target: Target, wanted: List[str]) -> Tuple[bool, str]:
-        """pip download; a requirement with no wheel but a pure-Python sdist gets a built one."""
-        built = []  # type: List[str]
-        while True:
-            argv = self.pip + ["download", "-q", "--disable-pip-version-check",
-                               "--only-binary=:all:", "--implementation", "cp",
-                               "--python-version", "%d.%d" % target.python, "-d", folder,
-                               "--find-links", folder]
-            for tag in target.platforms():
-                argv += ["--platform", tag]
-            done = subprocess.run(argv + wanted, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  universal_newlines=True)
-            if done.returncode == 0:
-                return True, ""
-            missing = _missing_requirement(done.stdout, wanted)
-            if missing is None:
-                raise DeployError("wheelhouse for %s: pip download failed: %s"
-                                  % (target.describe(), _last_line(done.stdout)))
-            if missing in built or not self._build_pure(missing, target, folder):
-                return False, "pip download: %s" % _last_line(done.stdout)
-            built.append(missing)
-
-    def _build_pure(self, requirement: str, target: Target, folder: str) -> bool:
-        """Build a wheel from the newest sdist the device's Python may use; keep it only if it
-        is pure Python (py3-none-any)."""
-        with tempfile.TemporaryDirectory(prefix="ea-sdist-") as out:
-            quiet = ["-q", "--disable-pip-version-check", "--no-deps"]
-            got = subprocess.run(self.pip + ["download"] + quiet + [
-                "--no-binary=:all:", "--implementation", "cp", "--python-version",
-                "%d.%d" % target.python, "-d", os.path.join(out, "sdist"), requirement],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-            sdists = os.listdir(os.path.join(out, "sdist")) if got.returncode == 0 else []
-            if len(sdists) != 1:
-                return False
-            done = subprocess.run(self.pip + ["wheel"] + quiet + [
-                "-w", os.path.join(out, "wheel"), os.path.join(out, "sdist", sdists[0])],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, universal_newlines=True)
-            out = os.path.join(out, "wheel")
-            wheels = [f for f in os.listdir(out) if f.endswith(".whl")] if done.returncode == 0 \
-                else []
-            if done.returncode != 0 or len(wheels) != 1 or not wheels[0].endswith("-none-any.whl"):
-                return False
-            shutil.move(os.path.join(out, wheels[0]), os.path.join(folder, wheels[0]))
-            log.info("wheelhouse: built %s from its sdist (pure Python)", wheels[0])
-            return True
-
 
 def _bootstrap_pip(target: Target) -> str:
     return BOOTSTRAP_PIP.get(target.python, BOOTSTRAP_PIP_DEFAULT)
@@ -284,32 +230,6 @@ def _backend_dists(backend: str, target: Target) -> str:
     return {"onnxruntime": "onnxruntime",
             "tflite": "tflite-runtime" if target.python < (3, 9) else "ai-edge-litert"
             }.get(backend, backend)
-
-
-def _missing_requirement(pip_output: str, wanted: Sequence[str]) -> Optional[str]:
-    """The requirement pip found no usable wheel for (None: pip failed for another reason,
-    e.g. no network)."""
-    found = re.findall(r"No matching distribution found for (\S+)", pip_output)
-    if found:
-        return found[-1]
-    found = re.findall(r"Package '([^']+)' requires a different Python", pip_output)
-    if not found:
-        return None
-    name = _canonical(found[-1])
-    for line in wanted:   # pip names the package; rebuild it with our version limits
-        if _canonical(Requirement(line).name) == name:
-            return line
-    return found[-1]
-
-
-def _canonical(name: str) -> str:
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def _last_line(text: str) -> str:
-    lines = [l.strip() for l in text.splitlines() if l.strip()]
-    errors = [l for l in lines if l.startswith("ERROR:")]
-    return (errors or lines or ["(no output)"])[-1]
 
 
 def _version_pair(text: str) -> Optional[Tuple[int, int]]:

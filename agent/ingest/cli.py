@@ -68,6 +68,9 @@ def cmd_run(args) -> int:
     from .store import Store
     if args.consumers < 1 or args.batch < 1 or args.receive_maximum < 1:
         raise ConfigError("--consumers, --batch and --receive-maximum must be at least 1")
+    if args.report_every <= 0 or args.session_expiry < 0:
+        raise ConfigError("--report-every must be above 0 seconds and --session-expiry 0 or more "
+                          "(got %s, %s)" % (args.report_every, args.session_expiry))
     password = _password(args.password_file)
     names = [args.client_id] if args.consumers == 1 else [
         "%s-%d" % (args.client_id, i) for i in range(1, args.consumers + 1)]
@@ -83,7 +86,8 @@ def cmd_run(args) -> int:
     try:
         run_consumers(consumers, stop, progress.report, args.report_every)
     finally:
-        print(json.dumps(summary(consumers)), flush=True)
+        if any(c.started for c in consumers):   # a failed start prints its one line only
+            print(json.dumps(summary(consumers)), flush=True)
     return 0
 
 
@@ -109,13 +113,13 @@ def summary(consumers) -> dict:
 
 
 def cmd_gaps(args) -> int:
-    from .store import Store
+    from .store import Store, safe_dsn
     store = Store(args.dsn, args.schema).connect()
     try:
         report = store.gaps(args.device)
     except store.psycopg.errors.UndefinedTable:
         raise OutputError("no table %s.results in %s: run `edgeagent ingest run` "
-                          "first, or pass --schema" % (args.schema, args.dsn))
+                          "first, or pass --schema" % (args.schema, safe_dsn(args.dsn)))
     finally:
         store.close()
     if args.json:

@@ -77,6 +77,7 @@ class Consumer:
         self.store = store
         self.counters = Counters()
         self.failure = None             # type: Optional[str]
+        self.started = False            # connected to PostgreSQL and the broker once
         self._queue = queue.Queue()     # type: queue.Queue
         self._gen_lock = threading.Lock()
         self._generation = 0
@@ -113,6 +114,7 @@ class Consumer:
                 self.settings.host, self.settings.port, why))
         self._writer.start()
         self.client.loop_start()
+        self.started = True
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Take no new messages, commit and acknowledge what is queued, then disconnect. What

@@ -112,7 +112,7 @@ class Store:
                 self.conn.execute(STAGING)
         except self.psycopg.Error as why:
             raise OutputError("cannot connect to PostgreSQL (%s): %s" % (
-                _safe_dsn(self.dsn), str(why).strip().splitlines()[0]))
+                safe_dsn(self.dsn), str(why).strip().splitlines()[0]))
         return self
 
     def close(self) -> None:
@@ -183,7 +183,7 @@ def _format(sql, text: str, schema: str):
     return sql.Composed(pieces)
 
 
-def _safe_dsn(dsn: str) -> str:
+def safe_dsn(dsn: str) -> str:
     """The DSN without a password, for messages."""
     return re.sub(r"(password=)\S+|(://[^:/@]*:)[^@]*@", lambda m: (m.group(1) or m.group(2)) + "***" +
                   ("" if m.group(1) else "@"), dsn)
