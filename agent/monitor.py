@@ -46,6 +46,7 @@ class DeviceView:
         self.duplicates = 0
         self.gaps = 0
         self.last_seq: Optional[int] = None
+        self.last_boot: Optional[str] = None
 
     def on_message(self, leaf: str, payload: Dict, retained: bool, now: float) -> None:
         # a retained message is as old as its ts says, not as new as its arrival
@@ -60,17 +61,19 @@ class DeviceView:
             self.last_result, self.result_at = payload, at
 
     def _is_new(self, payload: Dict) -> bool:
-        """Per device, seq only rises (docs/mqtt.md): not above the highest is a duplicate,
-        a jump is a loss."""
+        """Per device, seq only rises (docs/mqtt.md): not above the highest is a duplicate; a
+        jump within one boot_id is a loss. A jump to a new boot_id is not: after a crash the
+        agent skips the rest of the seq block it had reserved."""
         seq = payload.get("seq")
         if isinstance(seq, bool) or not isinstance(seq, int):
             return False
         if self.last_seq is not None and seq <= self.last_seq:
             self.duplicates += 1
             return False
-        if self.last_seq is not None and seq > self.last_seq + 1:
+        boot = payload.get("boot_id", "")
+        if self.last_seq is not None and seq > self.last_seq + 1 and boot == self.last_boot:
             self.gaps += seq - self.last_seq - 1
-        self.last_seq = seq
+        self.last_seq, self.last_boot = seq, boot
         self.results += 1
         return True
 

@@ -151,6 +151,34 @@ def test_gaps_are_listed_and_counted(tmp_path, schema):
     assert line.split() == ["cam-9", "7", "1", "10", "3", "4-5,", "9"]
 
 
+def test_a_seq_jump_across_a_restart_is_no_gap(tmp_path, schema):
+    # given a device that sent 1-3, crashed, and came back under a new boot_id at seq 10004
+    # (the agent skips the rest of the seq block it had reserved), then lost 10006
+    with Broker(tmp_path / "broker") as broker:
+        consumer = IngestProcess(tmp_path, broker.port, schema, "ingest-boots", [])
+        try:
+            assert consumer.wait_log("subscribed to"), consumer.log()
+            first, second = boot_id(), boot_id()
+            publisher = Publisher(broker.port)
+            publisher.send([("edgeagent/cam-8/results", result("cam-8", first, s))
+                            for s in (1, 2, 3)] +
+                           [("edgeagent/cam-8/results", result("cam-8", second, s))
+                            for s in (10004, 10005, 10007)])
+            publisher.close()
+            assert wait_rows(schema, "results", 6) == 6
+            consumer.stop()
+        finally:
+            consumer.kill()
+    # when the gaps are asked for
+    run = subprocess.run(agent_command(["ingest", "gaps", "--dsn", DSN, "--schema", schema]),
+                         cwd=ROOT, env=agent_env(), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, universal_newlines=True)
+    # then only the hole inside the second boot is missing
+    assert run.returncode == 0, run.stderr
+    line = run.stdout.strip().splitlines()[1]
+    assert line.split() == ["cam-8", "6", "1", "10007", "1", "10006"]
+
+
 def test_a_lost_database_connection_is_retried_and_nothing_is_lost(tmp_path, schema):
     # given one consumer that has stored 100 results
     with Broker(tmp_path / "broker") as broker:

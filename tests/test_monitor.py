@@ -97,6 +97,20 @@ def test_the_table_has_whole_headers_stage_p95_temperatures_and_outbox():
         assert cell in line, (cell, line)
 
 
+
+@pytest.mark.parametrize("second_boot, gaps", [("d" * 32, 9995), ("e" * 32, 0)])
+def test_a_seq_jump_is_a_gap_within_a_boot_and_no_loss_across_a_restart(second_boot, gaps):
+    # given a device that sent seqs 1-4, then seq 10000 (after a crash the agent skips the rest
+    # of its reserved seq block, under a new boot_id)
+    view = view_with("online", 2)
+    for seq in (1, 2, 3, 4):
+        view.on_message("results", result(seq), False, NOW - 1)
+    jump = dict(result(10000), boot_id=second_boot)
+    view.on_message("results", jump, False, NOW - 1)
+    # then the jump counts as lost results only when the boot_id did not change
+    row = view.row(NOW, NOW - 60, 30.0)
+    assert (row["results"], row["gaps"]) == (5, gaps)
+
 # ---- the real command ---------------------------------------------------------------------
 
 def publish_all(port, messages):

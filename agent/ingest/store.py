@@ -65,9 +65,12 @@ SELECT * FROM stage_health ON CONFLICT DO NOTHING"""
 
 # per device: distinct seqs received, first and last, and the holes between first and last
 GAPS = """
+-- a gap is a hole within one boot_id: across a restart seq jumps over the unused rest of the
+-- block the agent had reserved (docs/mqtt.md), which is no loss
 SELECT device_id, prev + 1 AS first_missing, seq - 1 AS last_missing
-FROM (SELECT device_id, seq, lag(seq) OVER (PARTITION BY device_id ORDER BY seq) AS prev
-      FROM (SELECT DISTINCT device_id, seq FROM {s}.results WHERE %s::text IS NULL OR device_id = %s) d
+FROM (SELECT device_id, seq, lag(seq) OVER (PARTITION BY device_id, boot_id ORDER BY seq) AS prev
+      FROM (SELECT DISTINCT device_id, boot_id, seq FROM {s}.results
+            WHERE %s::text IS NULL OR device_id = %s) d
      ) s
 WHERE seq > prev + 1
 ORDER BY device_id, first_missing"""
@@ -156,7 +159,7 @@ class Store:
             ranges.setdefault(device_id, []).append((int(first), int(last)))
         report = []
         for device_id, distinct, first, last, rows, boots in summary:
-            missing = int(last) - int(first) + 1 - int(distinct)
+            missing = sum(b - a + 1 for a, b in ranges.get(device_id, []))
             report.append({"device_id": device_id, "rows": int(rows), "boots": int(boots),
                            "first_seq": int(first), "last_seq": int(last), "missing": missing,
                            "gaps": [list(r) for r in ranges.get(device_id, [])]})
