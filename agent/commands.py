@@ -13,9 +13,10 @@ import re
 import time
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 
+from .wire import REPLY_SCHEMA
+
 log = logging.getLogger(__name__)
 
-REPLY_SCHEMA = "edgeagent/command-reply/1"
 MAX_PAYLOAD_BYTES = 4096
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 _PIPELINE_ARG = re.compile(r"^[A-Za-z0-9_/][A-Za-z0-9_./-]{0,254}$")

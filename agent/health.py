@@ -13,10 +13,10 @@ from typing import Callable, Dict, Optional
 
 from .reporter import BOOT_ID, to_json_bytes, utc_iso
 from .stats import PipelineStats
+from .wire import HEALTH_SCHEMA
 
 log = logging.getLogger(__name__)
 
-HEALTH_SCHEMA = "edgeagent/health/1"
 STATES = ("starting", "running", "degraded", "building_engine", "camera_lost", "stopping")
 
 

@@ -11,11 +11,10 @@ from typing import Callable, Dict, Optional, Tuple
 
 from . import __version__
 from .types import FrameResult
+from .wire import RESULT_SCHEMA, STATUS_SCHEMA  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
-RESULT_SCHEMA = "edgeagent/result/1"
-STATUS_SCHEMA = "edgeagent/status/1"
 # New for each process start, in every result and health payload: subscribers dedupe on
 # (device_id, boot_id, seq) (docs/outbox.md)
 BOOT_ID = uuid.uuid4().hex

@@ -25,6 +25,7 @@ OFFLINE = "offline"
 RESULT_SCHEMA = "edgeagent/result/1"
 HEALTH_SCHEMA = "edgeagent/health/1"
 STATUS_SCHEMA = "edgeagent/status/1"
+REPLY_SCHEMA = "edgeagent/command-reply/1"
 
 DedupeKey = Tuple[str, str, int]
 

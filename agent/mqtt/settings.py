@@ -14,6 +14,7 @@ from typing import Any, Mapping, Optional
 from ..checks import (need_bool, need_choice, need_int, need_mapping, need_number, need_str,
                       reject_unknown, where)
 from ..errors import ConfigError
+from .. import wire
 
 MQTT_KEYS = ("enabled", "host", "port", "prefix", "client_id", "qos", "protocol", "keepalive_s",
              "tls", "username", "password_file", "credential", "reconnect")
@@ -58,7 +59,7 @@ class MqttSettings:
 
     def topic(self, device_id: str, leaf: str) -> str:
         """`<prefix>/<device>/<leaf>`, e.g. topic("nano-01", "results")."""
-        return "%s/%s/%s" % (self.prefix, device_id, leaf)
+        return wire.topic(self.prefix, device_id, leaf)
 
     @classmethod
     def from_dict(cls, d: Optional[Mapping], path: str) -> "MqttSettings":
