@@ -13,7 +13,9 @@ Mosquitto PUBACKs a denied QoS 1 publish like any other and drops it, so nothing
 it; docs/outbox.md says how to notice. What both protocols show is a broker that closes the
 connection on a result (an over-size packet, or a broker whose ACL disconnects): a result that
 is the oldest one in flight at POISON_DROPS lost connections in a row is counted as rejected
-and deleted, so it cannot block every result behind it. Results paho refuses to send (an
+and deleted, so it cannot block every result behind it. From the second such loss on, what was
+in flight is resent one at a time, so the oldest in flight is the one the broker closed on and
+an innocent result ahead of the culprit is never blamed. Results paho refuses to send (an
 invalid topic) are counted the same way.
 """
 
@@ -50,6 +52,7 @@ class Publisher:
         self.last_reject_reason = None         # type: Optional[str]
         self._reject_logged_at = -REJECT_LOG_INTERVAL_S
         self._suspect = (0, 0)                 # (seq oldest in flight at lost connections, count)
+        self._careful_until = 0                # one at a time up to this seq: find the culprit
         self._wake = threading.Event()
         self._stopping = False
         self._thread = threading.Thread(target=self._send_loop, name="mqtt-sender", daemon=True)
@@ -140,6 +143,8 @@ class Publisher:
             if seq is None:
                 continue          # status/health, or a connection we already gave up on
             done.append(seq)
+            if seq == self._suspect[0]:
+                self._suspect = (0, 0)        # it went through: it was not what the broker hated
             if code >= 0x80:
                 self._rejected(seq, "%s (0x%02X)" % (REASONS.get(code, "refused"), code))
         if done:
@@ -162,6 +167,11 @@ class Publisher:
         if not inflight:
             return
         oldest = min(inflight)
+        if self._suspect[1]:
+            # lost twice with results in flight and the suspect never acknowledged: send those
+            # one at a time, so the next lost connection names the result it was lost on (with
+            # a full window the culprit may sit behind an innocent oldest one)
+            self._careful_until = max(self._careful_until, max(inflight))
         count = self._suspect[1] + 1 if self._suspect[0] == oldest else 1
         self._suspect = (oldest, count)
         if count >= POISON_DROPS:
@@ -179,6 +189,10 @@ class Publisher:
         limit = self._window
         if self._link.receive_maximum:
             limit = max(1, min(limit, self._link.receive_maximum - _STATUS_ROOM))
+        if self._cursor < self._careful_until:
+            limit = 1
+        else:
+            self._careful_until = 0
         if len(self._inflight) > limit - min(_REFILL_AT, limit // 2 or 1):
             return                # refill in chunks: one query per many messages, not per PUBACK
         while len(self._inflight) < limit:
