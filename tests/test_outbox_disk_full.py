@@ -47,6 +47,11 @@ def test_full_disk_degrades_counts_exactly_recovers_and_never_exits_0(
     # given a state_dir with little room left and a broker that is down
     ballast = fill(small_state_dir, 256 * 1024)
     broker = Broker(tmp_path / "broker")
+    # a subscriber whose persistent session the broker keeps across its restart, so it misses
+    # nothing the agent publishes the moment the broker is back
+    broker.start()
+    sub = Subscriber(broker.port, "edgeagent/%s/#" % DEVICE)
+    broker.stop()
     config = write_config(str(tmp_path / "config.yaml"), device={"id": DEVICE},
                           pipeline="face-detect", backend="onnxruntime",
                           state_dir=str(small_state_dir), mqtt=mqtt_section(broker.port),
@@ -61,7 +66,6 @@ def test_full_disk_degrades_counts_exactly_recovers_and_never_exits_0(
         # storage is full. (Once the broker acknowledges the backlog the journal shrinks and the
         # agent may store again before a health message catches it full: then the log says so.)
         broker.start()
-        sub = Subscriber(broker.port, "edgeagent/%s/#" % DEVICE)
         try:
             assert sub.wait_for(lambda m: any(h["outbox"]["unstored"] > 0 for h in health(sub)),
                                 timeout_s=60), health(sub)[-1:]
