@@ -32,7 +32,7 @@ demo: venv
 	$(PY) scripts/demo.py
 
 vermin: venv
-	$(VENV)/bin/vermin -q --no-tips --violations -t=3.6- --eval-annotations --exclude-regex 'agent/deploy/' agent
+	$(VENV)/bin/vermin -q --no-tips --violations -t=3.6- --eval-annotations --exclude-regex 'agent/fleet/deploy/' agent
 
 test-py311: venv models vermin ansible
 	$(PY) -m pytest -q --ignore-glob="tests/test_board_*"

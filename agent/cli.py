@@ -66,7 +66,7 @@ def _add_build_engine(sub) -> None:
     p.add_argument("--cache-dir", help="engine cache folder (default <state_dir>/engines)")
     p.add_argument("--calibration-dir", help="folder of real images for INT8 calibration")
     p.add_argument("--force", action="store_true", help="rebuild even when a valid engine exists")
-    from . import trt_int8
+    from .tools import trt_int8
     trt_int8.add_arguments(p)
 
 
@@ -94,31 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_model_commands(sub) -> None:
     """inspect / bench: the model tools a new user needs; they run on devices too."""
-    from . import inspect_cmd
+    from .tools import inspect_cmd
     inspect_cmd.add_arguments(sub.add_parser(
         "inspect", help="show a model's inputs/outputs, guess its decoder, write a pipeline"))
-    from . import bench_cmd
+    from .tools import bench_cmd
     bench_cmd.add_arguments(sub.add_parser(
         "bench", help="measure a pipeline per backend and precision (inference, end-to-end)"))
     if sys.version_info >= (3, 8):     # onnxruntime.quantization: a workstation tool
-        from . import quantize
+        from .tools import quantize
         quantize.add_arguments(sub.add_parser(
             "quantize", help="INT8 (ONNX Runtime QDQ) calibrated on your images, behind an "
                              "accuracy gate"))
 
 
 def cmd_inspect(args) -> int:
-    from . import inspect_cmd
+    from .tools import inspect_cmd
     return inspect_cmd.run(args)
 
 
 def cmd_quantize(args) -> int:
-    from . import quantize
+    from .tools import quantize
     return quantize.run(args)
 
 
 def cmd_bench(args) -> int:
-    from . import bench_cmd
+    from .tools import bench_cmd
     return bench_cmd.run(args)
 
 
@@ -126,29 +126,29 @@ def _add_workstation_commands(sub) -> None:
     """deploy/monitor need Python 3.8+ and are never imported by `edgeagent run`."""
     if sys.version_info < (3, 8):
         return
-    from .deploy import cli as deploy_cli
+    from .fleet.deploy import cli as deploy_cli
     deploy_cli.add_arguments(sub.add_parser("deploy", help="deploy to devices over SSH"))
-    from . import monitor
+    from .fleet import monitor
     monitor.add_arguments(sub.add_parser("monitor", help="watch devices' status, health and "
                                                         "results over MQTT"))
-    from .ingest import cli as ingest_cli
+    from .fleet.ingest import cli as ingest_cli
     ingest_cli.add_arguments(sub.add_parser("ingest", help="results and health from MQTT into "
                                                            "PostgreSQL (shared subscriptions)"))
 
 
 def _require_cv2() -> None:
     """A missing OpenCV is exit 7 and one line here, not a traceback from the pipeline."""
-    from .device import ROOT_ENV
-    from .opencv import require_cv2
+    from .board.device import ROOT_ENV
+    from .daemon.opencv import require_cv2
     require_cv2(os.environ.get(ROOT_ENV, "/"))
 
 
 def cmd_run(args) -> int:
     _require_cv2()
-    from .config import load_config
-    from .logs import setup_logging
-    from .service import Service
-    from .assemble import Overrides
+    from .config.agent_config import load_config
+    from .daemon.logs import setup_logging
+    from .daemon.service import Service
+    from .daemon.assemble import Overrides
     config = load_config(args.config)
     changes = {}
     if args.no_mqtt:
@@ -186,7 +186,7 @@ def _stdout_line(data: bytes) -> None:
 
 
 def cmd_detect(args) -> int:
-    from .detect import detect_report, format_report
+    from .tools.detect import detect_report, format_report
     report = detect_report(args.profile, args.config)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -197,9 +197,9 @@ def cmd_detect(args) -> int:
 
 def cmd_validate(args) -> int:
     _require_cv2()
-    from .assemble import Overrides
-    from .config import load_config
-    from .preflight import ok_line, preflight
+    from .daemon.assemble import Overrides
+    from .config.agent_config import load_config
+    from .daemon.preflight import ok_line, preflight
     config = load_config(args.config)
     if args.state_dir:
         config = dataclasses.replace(config, state_dir=args.state_dir)
@@ -211,11 +211,11 @@ def cmd_validate(args) -> int:
 
 
 def cmd_build_engine(args) -> int:
-    from .logs import setup_logging
-    from .build_engine_cmd import build_engine_for_pipeline
+    from .daemon.logs import setup_logging
+    from .tools.build_engine_cmd import build_engine_for_pipeline
     setup_logging("info")
     if args.precision == "int8" and args.calibration_dir:
-        from .trt_int8 import gated_int8_build
+        from .tools.trt_int8 import gated_int8_build
         print(gated_int8_build(args, build_engine_for_pipeline))
         return 0
     print(build_engine_for_pipeline(args))
@@ -223,11 +223,11 @@ def cmd_build_engine(args) -> int:
 
 
 def cmd_unit(args) -> int:
-    from .device import ROOT_ENV
-    from .sandbox import drop_in_for, write_drop_in
+    from .board.device import ROOT_ENV
+    from .board.sandbox import drop_in_for, write_drop_in
     profile = args.profile
     if profile is None and args.config:
-        from .config import load_config
+        from .config.agent_config import load_config
         profile = load_config(args.config).profile
     _, text = drop_in_for(profile, os.environ.get(ROOT_ENV, "/"))
     if args.output:
@@ -273,13 +273,13 @@ def main(argv: Optional[List[str]] = None) -> int:
 
 def _command_for(command: str):
     if command == "deploy":
-        from .deploy import cli as deploy_cli
+        from .fleet.deploy import cli as deploy_cli
         return deploy_cli.run
     if command == "monitor":
-        from .monitor import run
+        from .fleet.monitor import run
         return run
     if command == "ingest":
-        from .ingest.cli import run
+        from .fleet.ingest.cli import run
         return run
     return COMMANDS[command]
 

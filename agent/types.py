@@ -186,12 +186,32 @@ class FrameResult:
         return found is not None and len(found) > 0
 
 
+# Precisions: the numeric format a loaded model computes in, the same meaning on every backend
+# (an int8-quantized ONNX on ONNX Runtime and an INT8 TensorRT engine both say "int8"; a float
+# model fed uint8 pixels is still "fp32").
+FP32, FP16, INT8 = "fp32", "fp16", "int8"
+PRECISIONS = (FP32, FP16, INT8)
+
+
+@dataclass(frozen=True)
+class BackendInfo:
+    """What a loaded backend is, for health, metrics and logs."""
+
+    name: str             # backend key: tensorrt, onnxruntime, tflite
+    precision: str        # one of PRECISIONS
+    device: str           # where it runs: "cpu", "gpu", "gpu:0", "dla:1"
+
+
 class Backend(Protocol):
     """An inference runtime with one model loaded. Returns raw outputs; never decodes."""
 
     name: str
     input_spec: TensorSpec
     output_specs: List[TensorSpec]
+
+    @property
+    def info(self) -> BackendInfo:
+        ...
 
     def infer(self, tensor: np.ndarray) -> List[np.ndarray]:
         ...
@@ -207,6 +227,23 @@ class Decoder(Protocol):
         ...
 
 
+# Camera states (CameraStatus.state)
+CAMERA_RUNNING = "running"          # frames are arriving (or a file/folder is being read)
+CAMERA_LOST = "camera_lost"         # a live source failed or stalled and is being reopened
+CAMERA_STOPPED = "stopped"          # closed, or a file/folder reached its end
+CAMERA_STATES = (CAMERA_RUNNING, CAMERA_LOST, CAMERA_STOPPED)
+
+
+@dataclass(frozen=True)
+class CameraStatus:
+    """How a source is doing, as health and metrics report it. Counters only grow."""
+
+    state: str = CAMERA_RUNNING      # one of CAMERA_STATES
+    reconnects: int = 0              # reopened after a loss
+    stalls: int = 0                  # losses because no frame came for stall_timeout_s
+    dropped: int = 0                 # frames replaced before anyone read them
+
+
 class Source(Protocol):
     """Frames from a camera, stream, file or directory. read() returns None at the end."""
 
@@ -214,6 +251,9 @@ class Source(Protocol):
     live: bool           # live sources drop stale frames; files/dirs may process every frame
 
     def read(self) -> Optional[Frame]:
+        ...
+
+    def status(self) -> CameraStatus:
         ...
 
     def close(self) -> None:

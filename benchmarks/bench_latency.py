@@ -29,8 +29,8 @@ from agent import backends  # noqa: E402
 from agent.inference import Inference  # noqa: E402
 from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher  # noqa: E402
 from agent.pipeline import PipelineRunner  # noqa: E402
-from agent.pipeline_spec import load_pipeline  # noqa: E402
-from agent.reporter import ResultReporter  # noqa: E402
+from agent.config.pipeline_spec import load_pipeline  # noqa: E402
+from agent.outputs.reporter import ResultReporter  # noqa: E402
 from agent.sources import open_recovering  # noqa: E402
 from agent.stats import PipelineStats  # noqa: E402
 from agent.types import Frame  # noqa: E402

@@ -174,13 +174,13 @@ DEVICE_PYTHON = "/usr/bin/python3"   # apt python3 + python3-numpy/-yaml/-paho-m
 _SESSION = {}  # type: dict
 
 # Used only while agent/cli.py does not exist yet: the wheel then gets this `edgeagent detect
-# --json` (real agent.device code) so the deployed release can really run it.
+# --json` (real agent.board.device code) so the deployed release can really run it.
 STAND_IN_CLI = '''"""Stand-in agent/cli.py (only `detect --json`) added by tests/sshd.py for deploy tests."""
 import argparse
 import json
 import sys
 
-from agent.device import detect_device
+from agent.board.device import detect_device
 
 
 def main():
@@ -220,7 +220,7 @@ def session_wheel() -> str:
     if "wheel" not in _SESSION:
         import shutil
         import tempfile
-        from agent.deploy.artifacts import _copy_checkout, build_wheel
+        from agent.fleet.deploy.artifacts import _copy_checkout, build_wheel
         work = tempfile.mkdtemp(prefix="ea-wheel-")
         source = REPO
         if not os.path.exists(os.path.join(REPO, "agent", "cli.py")):
@@ -264,11 +264,11 @@ def current_release(root: str) -> str:
 
 
 def deploy_command(server: Sshd, known_hosts: str, *args: str, validate: bool = False) -> List[str]:
-    """`python -m agent.deploy` with this sshd's client key, a test wheel and the device python.
+    """`python -m agent.fleet.deploy` with this sshd's client key, a test wheel and the device python.
     These devices run tests/fake_device_agent.py on placeholder models and have no inference
     runtime, so the device-side `edgeagent validate` (which loads the model) is off unless a test
     asks for it; the emulated boards (tests/test_board_*.py) run it for real on real models."""
-    return [sys.executable, "-m", "agent.deploy", "--known-hosts", known_hosts,
+    return [sys.executable, "-m", "agent.fleet.deploy", "--known-hosts", known_hosts,
             "--key", server.client_key, "--wheel", session_wheel(),
             "--remote-python", DEVICE_PYTHON, "--health-timeout", "20"] + \
         ([] if validate else ["--no-validate"]) + list(args)

@@ -12,7 +12,7 @@ import pytest
 from agent.backends import onnxruntime as ort_backend
 from agent.backends.spec import checked, doc_rows, option_specs
 from agent.errors import ConfigError
-from agent.profiles import profile_from_dict
+from agent.config.profiles import profile_from_dict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FACE_TFLITE = os.path.join(REPO, "models", "face_detection_short_range.tflite")

@@ -14,7 +14,7 @@ import pytest
 
 from agent import backends
 from agent.inference import Inference
-from agent.pipeline_spec import load_pipeline
+from agent.config.pipeline_spec import load_pipeline
 from agent.types import Frame
 from boxes import box_iou
 

@@ -75,7 +75,7 @@ def test_camera_killed_10_times_is_reconnected_each_time_without_a_restart(agent
     assert max(resumed) < RESUME_S, resumed
     # the same process kept running, and health counts exactly 10 reconnects and no stall
     assert agent.running
-    assert len(agent.log_times(r"INFO agent.service: edgeagent .* on ")) == 1
+    assert len(agent.log_times(r"INFO agent.daemon.service: edgeagent .* on ")) == 1
     payload = next_health(health)
     assert (payload["camera"]["reconnects"], payload["camera"]["stalls"]) == (10, 0), payload
     assert payload["camera"]["state"] == "running" and payload["state"] == "running"

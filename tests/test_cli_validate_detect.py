@@ -161,14 +161,14 @@ def documented_config_example():
 def test_documented_config_example_is_valid_and_all_defaults():
     import dataclasses
     import yaml
-    from agent.config import config_from_dict
+    from agent.config.agent_config import config_from_dict
     documented = config_from_dict(yaml.safe_load(documented_config_example()), "docs")
     assert dataclasses.replace(documented, path="-") == dataclasses.replace(
         config_from_dict({}, "defaults"), path="-")
 
 
 def test_every_config_key_is_documented():
-    from agent import config
+    from agent.config import agent_config as config
     from agent.mqtt import settings
     example = documented_config_example()
     keys = (list(config.KEYS) + list(settings.MQTT_KEYS) + list(settings.OUTBOX_KEYS)

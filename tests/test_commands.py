@@ -5,7 +5,7 @@ import random
 
 import pytest
 
-from agent.commands import ARGUMENTS, MAX_PAYLOAD_BYTES, CommandHandler
+from agent.outputs.remote_commands import ARGUMENTS, MAX_PAYLOAD_BYTES, CommandHandler
 
 
 class RecordingActions:

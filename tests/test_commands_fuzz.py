@@ -1,4 +1,4 @@
-"""Hostile command payloads against the real command handler (agent/remote.py + commands.py),
+"""Hostile command payloads against the real command handler (agent/outputs/remote_actions.py + commands.py),
 and set_pipeline with user pipelines from commands.pipeline_dir.
 
 The fuzz: 10,000 payloads (random bytes, JSON nested 10,000 deep and as deep as fits in the size
@@ -16,8 +16,8 @@ import time
 import numpy as np
 import pytest
 
-from agent.commands import MAX_PAYLOAD_BYTES
-from agent.remote import build_command_handler
+from agent.outputs.remote_commands import MAX_PAYLOAD_BYTES
+from agent.outputs.remote_actions import build_command_handler
 from agent.types import Detections, Frame, FrameResult
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -25,7 +25,7 @@ if os.environ.get("EDGEAGENT_GPU_TESTS") != "1":
 
 import skimage.data  # noqa: E402 - after the collection guard
 
-from agent.backends.cuda_seam import PycudaSeam  # noqa: E402
+from agent.backends.tensorrt.cuda_seam import PycudaSeam  # noqa: E402
 from agent.processing.preprocess import PreprocessConfig, Preprocessor  # noqa: E402
 from agent.types import TensorSpec  # noqa: E402
 

@@ -11,11 +11,11 @@ import zipfile
 
 import pytest
 
-from agent.deploy import remote_helper
-from agent.deploy.artifacts import (Hasher, _copy_checkout, build_wheel, make_bundle,
+from agent.fleet.deploy import remote_helper
+from agent.fleet.deploy.artifacts import (Hasher, _copy_checkout, build_wheel, make_bundle,
                                     plan_release, profile_backends)
-from agent.deploy.inventory import parse_host_spec
-from agent.deploy.wheelhouse import NoWheelError, Target, WheelhouseResolver, requirements_for
+from agent.fleet.deploy.inventory import parse_host_spec
+from agent.fleet.deploy.wheelhouse import NoWheelError, Target, WheelhouseResolver, requirements_for
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,7 +35,7 @@ def test_wheel_is_built_once_per_source_hash(tmp_path, wheel_cache, caplog):
     # when building twice from the same source
     first = build_wheel(src, str(tmp_path / "out1"))
     caplog.clear()
-    caplog.set_level("INFO", logger="agent.deploy.agent_wheel")
+    caplog.set_level("INFO", logger="agent.fleet.deploy.agent_wheel")
     second = build_wheel(src, str(tmp_path / "out2"))
     # then the second is the cached wheel, byte for byte
     assert "cached" in caplog.text

@@ -6,7 +6,7 @@ import os
 
 from sshd import current_release, run_deploy, session_sshd, session_wheelhouse
 
-from agent.deploy.artifacts import _copy_checkout, build_wheel
+from agent.fleet.deploy.artifacts import _copy_checkout, build_wheel
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

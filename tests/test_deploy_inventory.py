@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
-from agent.deploy.artifacts import render_config
-from agent.deploy.host_deploy import HostResult
-from agent.deploy.inventory import Host, load_inventory, parse_host_spec
-from agent.deploy.rollout import batches, format_table, parse_serial, run_rollout
+from agent.fleet.deploy.artifacts import render_config
+from agent.fleet.deploy.host_deploy import HostResult
+from agent.fleet.deploy.inventory import Host, load_inventory, parse_host_spec
+from agent.fleet.deploy.rollout import batches, format_table, parse_serial, run_rollout
 from agent.errors import ConfigError
 
 
@@ -131,7 +131,7 @@ def test_config_rendering_puts_overrides_over_the_base_config(tmp_path):
 def test_mqtt_health_needs_online_status_and_an_advancing_seq_after_the_restart(tmp_path):
     import time
     from broker import Broker, paho_client
-    from agent.deploy.health import MqttStatusWatch
+    from agent.fleet.deploy.health import MqttStatusWatch
     with Broker(str(tmp_path)) as broker:
         # given a retained `online` status (the agent's own, retained) and a watch on the device
         pub = paho_client("test-publisher", clean_session=True)

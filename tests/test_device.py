@@ -6,7 +6,7 @@ import platform
 
 import pytest
 
-from agent.device import DeviceInfo, detect_device, jetpack_for, parse_l4t_release
+from agent.board.device import DeviceInfo, detect_device, jetpack_for, parse_l4t_release
 
 DEVICES = os.path.join(os.path.dirname(__file__), "data", "devices")
 

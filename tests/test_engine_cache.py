@@ -13,9 +13,9 @@ import pytest
 import skimage.data
 
 from agent import backends
-from agent.engine_build import run_build_engine
+from agent.backends.tensorrt.engine_build import run_build_engine
 from agent.errors import ConfigError
-from agent.trt import cache as engine_cache
+from agent.backends.tensorrt import cache as engine_cache
 from fakes.gpu import FACE_ONNX, as_unprivileged_user, face_preprocessor, write_dynamic_onnx
 
 WHERE = "device_profiles/test.yaml"

@@ -10,13 +10,13 @@ import time
 
 import pytest
 
-from agent.dashboards_config import HomeAssistantSettings
-from agent.health import HealthMonitor
-from agent.homeassistant import (Discovery, DiscoveryInput, config_topic, discovery_payload,
+from agent.config.dashboards_config import HomeAssistantSettings
+from agent.outputs.health import HealthMonitor
+from agent.outputs.homeassistant import (Discovery, DiscoveryInput, config_topic, discovery_payload,
                                  encode, node_id)
-from agent.occupancy import Occupancy, occupancy_payload
+from agent.outputs.occupancy import Occupancy, occupancy_payload
 from agent.mqtt.settings import MqttSettings
-from agent.reporter import status_payload
+from agent.outputs.reporter import status_payload
 from agent.stats import PipelineStats
 
 HERE = os.path.dirname(os.path.abspath(__file__))

@@ -284,12 +284,12 @@ def test_fuzzing_the_endpoint_no_crash_no_traceback_memory_flat(agent, sample_im
 
 
 def test_http_off_never_imports_prometheus_client():
-    code = ("import sys, agent.service, agent.cli\n"
-            "from agent.config import config_from_dict\n"
-            "from agent.dashboards import Dashboards\n"
+    code = ("import sys, agent.daemon.service, agent.cli\n"
+            "from agent.config.agent_config import config_from_dict\n"
+            "from agent.outputs.dashboards import Dashboards\n"
             "class O: publisher = None\n"
             "Dashboards.start(config_from_dict({}, 'x'), O(), None, None)\n"
-            "print('prometheus_client' in sys.modules, 'agent.http_api' in sys.modules)")
+            "print('prometheus_client' in sys.modules, 'agent.outputs.http_api' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=agent_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
     assert out.stdout.decode().split() == ["False", "False"], out.stderr.decode()

@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.dashboards_config import HttpSettings
-from agent.http_api import TokenBucket, image_size, start_server
-from agent.http_endpoints import HttpApp, LatestResult
-from agent.metrics import Metrics, MetricSources
+from agent.config.dashboards_config import HttpSettings
+from agent.outputs.http_api import TokenBucket, image_size, start_server
+from agent.outputs.http_endpoints import HttpApp, LatestResult
+from agent.outputs.metrics import Metrics, MetricSources
 from agent.stats import PipelineStats
 
 
@@ -121,7 +121,7 @@ def test_infer_is_rate_limited_with_retry_after():
 def test_loopback_by_default_and_any_other_address_is_logged(caplog, address, level, words):
     assert HttpSettings().address == "127.0.0.1"
     app, _ = make_app(Clock())
-    with caplog.at_level(logging.INFO, logger="agent.http_api"):
+    with caplog.at_level(logging.INFO, logger="agent.outputs.http_api"):
         server = start_server(address, 0, app)
         server.stop()
     assert [r for r in caplog.records if r.levelno == level and words in r.getMessage()]

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from agent.ingest.rows import HealthRow, Rejected, ResultRow, to_row
-from agent.ingest.store import safe_dsn
+from agent.fleet.ingest.rows import HealthRow, Rejected, ResultRow, to_row
+from agent.fleet.ingest.store import safe_dsn
 from broker import add_password, Broker, free_port
 from conftest import agent_command, agent_env, ROOT
 from ending import end

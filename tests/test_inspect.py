@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from agent.model_guess import guess, yolo_cells
-from agent.model_info import ModelInfo, TensorInfo, read_model
+from agent.tools.model_guess import guess, yolo_cells
+from agent.tools.model_info import ModelInfo, TensorInfo, read_model
 from boxes import box_iou
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -230,7 +230,7 @@ def test_reads_a_tensorrt_engine_through_the_fake_tensorrt(fake, tmp_path):
     # the fake tensorrt (tests/fakes, 8.x bindings and 10.x tensors APIs) serializes the ONNX
     # model's real I/O into its engine; inspect reads them back through the backend
     import shutil
-    from agent.engine_build import run_build_engine
+    from agent.backends.tensorrt.engine_build import run_build_engine
     from fakes.gpu import FACE_ONNX
     built = run_build_engine(FACE_ONNX, {"precision": "fp16", "cache_dir": str(tmp_path)},
                              "test.yaml")

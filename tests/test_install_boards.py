@@ -102,7 +102,7 @@ def agent(interpreter, args, cwd, board):
 def assert_runs_outside_the_checkout(interpreter, tmp_path, board):
     version = agent(interpreter, ["--version"], tmp_path, board)
     assert version.stdout.strip() == "edgeagent 0.1.0", version.stderr
-    code = ("from agent import resources; import os; d = resources.data_dir('pipelines');"
+    code = ("from agent.config import resources; import os; d = resources.data_dir('pipelines');"
             "print(d); print(os.path.isfile(os.path.join(d, 'face-detect.yaml')))")
     data_dir, found = run([interpreter, "-c", code], cwd=str(tmp_path)).split()
     assert data_dir.startswith(os.path.dirname(os.path.dirname(interpreter))) and found == "True"

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from agent.monitor import DeviceView
-from agent.monitor_screen import format_table
+from agent.fleet.monitor import DeviceView
+from agent.fleet.monitor_screen import format_table
 from broker import Broker, free_port, paho_client
 from conftest import agent_command, agent_env, ROOT
 from ending import end

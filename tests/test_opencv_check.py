@@ -5,7 +5,7 @@ import sys
 import pytest
 
 from agent.errors import MissingDependency
-from agent.opencv import cv2_problem, require_cv2
+from agent.daemon.opencv import cv2_problem, require_cv2
 
 
 def test_cv2_present_is_no_problem():

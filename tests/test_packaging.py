@@ -43,8 +43,8 @@ def test_installed_agent_finds_its_data_outside_the_repo(wheel, tmp_path):
     # given the wheel unpacked somewhere that is not the checkout
     site = tmp_path / "site"
     zipfile.ZipFile(str(wheel)).extractall(str(site))
-    code = ("from agent import resources; from agent.pipeline_spec import load_pipeline;"
-            "from agent.profiles import list_profiles;"
+    code = ("from agent.config import resources; from agent.config.pipeline_spec import load_pipeline;"
+            "from agent.config.profiles import list_profiles;"
             "p = load_pipeline('face-detect');"
             "print(resources.data_dir('pipelines')); print(p.models['onnxruntime']);"
             "print(len(list_profiles()))")

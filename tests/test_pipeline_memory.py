@@ -7,8 +7,8 @@ import time
 from agent import backends
 from agent.inference import Inference
 from agent.pipeline import RESULTS_QUEUE, PipelineRunner
-from agent.pipeline_spec import load_pipeline
-from agent.snapshot import SnapshotTap
+from agent.config.pipeline_spec import load_pipeline
+from agent.outputs.snapshot import SnapshotTap
 from agent.sources import open_recovering
 from agent.stats import PipelineStats
 

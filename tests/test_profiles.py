@@ -6,9 +6,9 @@ import os
 import pytest
 import yaml
 
-from agent.device import DeviceInfo, detect_device
+from agent.board.device import DeviceInfo, detect_device
 from agent.errors import ConfigError
-from agent.profiles import (BACKEND_KEYS, ENV_VAR, list_profiles, load_profile,
+from agent.config.profiles import (BACKEND_KEYS, ENV_VAR, list_profiles, load_profile,
                             profile_from_dict, select_profile)
 
 DEVICES = os.path.join(os.path.dirname(__file__), "data", "devices")

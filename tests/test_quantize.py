@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from agent.errors import ConfigError
-from agent.int8_gate import Gate, agreement, holdout_split, match_detections
+from agent.tools.int8_gate import Gate, agreement, holdout_split, match_detections
 from agent.types import Classifications, Detections
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +80,7 @@ def test_blazeface_int8_passes_and_runs(run_agent, media, tmp_path, fetched_mode
     chosen = [t for t in report["trials"] if t["label"] == report["chosen"]][0]
     assert chosen["agreement"]["match"] >= 0.9 and chosen["agreement"]["reference"] >= 10
     # the INT8 model is what bench and inspect see as int8, and its pipeline finds the face
-    from agent.bench_cmd import _model_precision
+    from agent.tools.bench_cmd import _model_precision
     assert _model_precision(str(out)) == "int8"
     ran = run_agent(["run", "--pipeline", str(pipeline), "--source", "images://" + media[1],
                      "--no-mqtt", "--print", "--state-dir", str(tmp_path / "state"),
@@ -94,7 +94,7 @@ def test_blazeface_int8_passes_and_runs(run_agent, media, tmp_path, fetched_mode
                       "--backend", "onnxruntime", "--log-level", "warning"])
     (reference,) = [r["detections"] for r in fp32.json_lines() if r["frame"]["index"] == 0]
     assert len(by_frame[0]) == 1 and len(reference) == 1
-    from agent.int8_gate import box_iou
+    from agent.tools.int8_gate import box_iou
     assert box_iou(by_frame[0][0]["box"], reference[0]["box"]) > 0.85
 
 

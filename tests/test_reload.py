@@ -77,7 +77,7 @@ def test_sighup_swaps_the_pipeline_in_place_without_losing_a_result(
             assert agent.running
             code, _ = agent.stop()
     assert code == 0, agent.log_text()[-3000:]
-    assert len(agent.log_times(r"INFO agent.service: edgeagent .* on ")) == 1
+    assert len(agent.log_times(r"INFO agent.daemon.service: edgeagent .* on ")) == 1
     printed = agent.seqs()
     pipelines = [payload["pipeline"] for _, payload in agent.results]
     switch = pipelines.index("classify-imagenet")

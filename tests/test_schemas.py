@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from agent.health import HealthMonitor, camera_state
-from agent.reporter import LocalSequence, ResultReporter, status_payload
+from agent.outputs.health import HealthMonitor, camera_state
+from agent.outputs.reporter import LocalSequence, ResultReporter, status_payload
 from agent.schemas import NAMES, load_schema, schema_path
-from agent.sensors import SystemSensors
+from agent.board.sensors import SystemSensors
 from agent.stats import PipelineStats
 from agent.types import Classifications, Detections, FrameResult
 
@@ -268,7 +268,7 @@ class Recorder:
 ])
 def test_real_command_handler_accepts_schema_valid_commands_and_replies_validly(
         schema_validator, command):
-    from agent.commands import ARGUMENTS, CommandHandler
+    from agent.outputs.remote_commands import ARGUMENTS, CommandHandler
     # given a schema-valid command and the agent's handler with recording actions
     schema_validator.validate("command", command)
     replies, actions = [], Recorder()
@@ -291,7 +291,7 @@ def test_real_command_handler_accepts_schema_valid_commands_and_replies_validly(
 ])
 def test_real_command_handler_refusals_fit_the_reply_schema(schema_validator, payload,
                                                             shape_is_wrong):
-    from agent.commands import ARGUMENTS, CommandHandler
+    from agent.outputs.remote_commands import ARGUMENTS, CommandHandler
     replies, actions = [], Recorder()
     handler = CommandHandler({n: actions.handler(n) for n in ARGUMENTS}, replies.append,
                              lambda name: None)

@@ -8,9 +8,9 @@ import subprocess
 
 import pytest
 
-from agent import sensors
-from agent.profiles import load_profile
-from agent.sensors import (CpuMeter, SystemSensors, parse_throttled, read_gpu_load, read_system,
+from agent.board import sensors
+from agent.config.profiles import load_profile
+from agent.board.sensors import (CpuMeter, SystemSensors, parse_throttled, read_gpu_load, read_system,
                            read_temperatures, read_throttled, run_command)
 
 DEVICES = os.path.join(os.path.dirname(__file__), "data", "devices")
@@ -106,7 +106,7 @@ def test_garbled_files_leave_fields_out_with_recorded_jetson_nano_files(tmp_path
 
 
 def test_failures_are_logged_once_at_debug(tmp_path, caplog):
-    with caplog.at_level(logging.DEBUG, logger="agent.sensors"):
+    with caplog.at_level(logging.DEBUG, logger="agent.board.sensors"):
         for _ in range(3):
             assert read_gpu_load(["/sys/devices/gpu.0/load"], root=str(tmp_path)) is None
     assert len([r for r in caplog.records if "no GPU load file" in r.getMessage()]) == 1

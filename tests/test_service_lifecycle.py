@@ -155,13 +155,13 @@ def test_logs_to_the_journal_carry_priority_and_no_second_timestamp(tmp_path, sa
     logged = [line for line in lines if line.startswith("<")]
     assert logged, lines
     assert all(line[:3] in ("<2>", "<3>", "<4>", "<6>", "<7>") for line in logged)
-    assert any(line == "<6>INFO agent.service: ready: first frame processed" for line in logged)
+    assert any(line == "<6>INFO agent.daemon.service: ready: first frame processed" for line in logged)
     assert not any(line[3:7].isdigit() for line in logged)
     assert proc.returncode == 0
 
 
 def test_journal_formatter_keeps_the_priority_on_every_traceback_line():
-    from agent.logs import make_formatter
+    from agent.daemon.logs import make_formatter
     formatter = make_formatter(json_lines=False, journal=True)
     try:
         raise ValueError("boom")
@@ -177,7 +177,7 @@ def test_journal_formatter_keeps_the_priority_on_every_traceback_line():
 @pytest.mark.parametrize("journal_stream, expected", [("", False), ("1:2", False),
                                                       ("x:y", False), (None, True)])
 def test_stderr_is_journal_only_when_device_and_inode_match(tmp_path, journal_stream, expected):
-    from agent.logs import stderr_is_journal
+    from agent.daemon.logs import stderr_is_journal
     with open(str(tmp_path / "stderr"), "w") as stream:
         stat = os.fstat(stream.fileno())
         value = "%d:%d" % (stat.st_dev, stat.st_ino) if journal_stream is None else journal_stream
@@ -202,8 +202,8 @@ def test_log_json_writes_one_object_per_line(tmp_path, sample_video):
     ("/var/lib/edgeagent", "/var/lib/a:/var/lib/b", "/var/lib/a"),   # several: the first
 ])
 def test_state_directory_of_systemd_applies_only_to_the_default(configured, granted, expected):
-    from agent.config import config_from_dict
-    from agent.lifecycle import with_state_directory
+    from agent.config.agent_config import config_from_dict
+    from agent.daemon.lifecycle import with_state_directory
     config = config_from_dict({"state_dir": configured}, "test.yaml")
     assert with_state_directory(config, {"STATE_DIRECTORY": granted}).state_dir == expected
 
@@ -231,7 +231,7 @@ class RecordingNotifier:
 ])
 def test_keepalive_pings_at_most_every_interval_and_only_while_progressing(progress,
                                                                            expected_pings):
-    from agent.lifecycle import KeepAlive
+    from agent.daemon.lifecycle import KeepAlive
     now = [0.0]
     notifier = RecordingNotifier()
     keepalive = KeepAlive(notifier, 0.5, clock=lambda: now[0])
@@ -242,7 +242,7 @@ def test_keepalive_pings_at_most_every_interval_and_only_while_progressing(progr
 
 
 def test_keepalive_is_silent_without_a_watchdog():
-    from agent.lifecycle import KeepAlive
+    from agent.daemon.lifecycle import KeepAlive
     notifier = RecordingNotifier()
     assert not KeepAlive(notifier, None).tick(True) and notifier.sent == []
 
@@ -273,7 +273,7 @@ def test_thread_crash_is_reported_once_on_pythons_without_threading_excepthook(m
                                                                                 caplog):
     # JetPack 4.6 runs Python 3.6: no threading.excepthook, so Thread.run is wrapped instead
     import threading
-    from agent.lifecycle import CrashWatch, _wrap_thread_run
+    from agent.daemon.lifecycle import CrashWatch, _wrap_thread_run
     monkeypatch.setattr(threading.Thread, "run", threading.Thread.run)   # restored afterwards
     watch = CrashWatch()
     _wrap_thread_run(watch.report)            # what install() does where excepthook is missing
@@ -281,7 +281,7 @@ def test_thread_crash_is_reported_once_on_pythons_without_threading_excepthook(m
     def die():
         raise ValueError("camera driver bug")
     thread = threading.Thread(target=die, name="camera-reader")
-    with caplog.at_level(logging.ERROR, logger="agent.lifecycle"):
+    with caplog.at_level(logging.ERROR, logger="agent.daemon.lifecycle"):
         thread.start()
         thread.join(5)
     assert watch.crashed == "camera-reader"
@@ -290,7 +290,7 @@ def test_thread_crash_is_reported_once_on_pythons_without_threading_excepthook(m
 
 
 def test_status_line_reports_the_processed_rate_every_few_seconds():
-    from agent.lifecycle import StatusLine
+    from agent.daemon.lifecycle import StatusLine
     now = [0.0]
     notifier = RecordingNotifier()
     line = StatusLine(notifier, every_s=5.0, clock=lambda: now[0])

@@ -5,10 +5,10 @@ import cv2
 import numpy as np
 import pytest
 
-from agent.config import config_from_dict
-from agent.dashboards_config import SnapshotSettings
+from agent.config.agent_config import config_from_dict
+from agent.config.dashboards_config import SnapshotSettings
 from agent.errors import ConfigError
-from agent.snapshot_policy import SnapshotOnDetection, labels_over
+from agent.outputs.snapshot_policy import SnapshotOnDetection, labels_over
 from agent.types import Classifications, Detections, Frame, FrameResult
 
 

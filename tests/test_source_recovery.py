@@ -61,7 +61,7 @@ def test_backoff_with_jitter_never_waits_longer_than_its_cap():
 
 
 def test_default_reconnect_settings_find_a_camera_within_2_s_of_its_return():
-    from agent.config import CameraSettings
+    from agent.config.agent_config import CameraSettings
     from agent.sources.recovery import BACKOFF_INITIAL_S, BACKOFF_MAX_S
     camera = CameraSettings()
     assert (camera.reconnect_initial_s, camera.reconnect_max_s) == (BACKOFF_INITIAL_S,
@@ -304,8 +304,8 @@ def test_stall_with_open_connection_is_detected_and_recovered_after_resume():
 
 def test_camera_reconnect_settings_reach_the_recovering_source():
     # given a config with its own reconnect settings and a live camera source
-    from agent.assemble import Overrides, make_plan, open_source_for
-    from agent.config import config_from_dict
+    from agent.daemon.assemble import Overrides, make_plan, open_source_for
+    from agent.config.agent_config import config_from_dict
     config = config_from_dict({"camera": {"reconnect_initial_s": 0.05, "reconnect_max_s": 0.5},
                                "source": LIVE_SYNTH}, "test.yaml")
     # when the service opens its source

@@ -17,9 +17,9 @@ import time
 
 import pytest
 
-from agent.device import detect_device
-from agent.profiles import list_profiles, load_profile, select_profile
-from agent.sandbox import ARGUS_SOCKET, BASE_DEVICES, DROP_IN_NAME, render_drop_in
+from agent.board.device import detect_device
+from agent.config.profiles import list_profiles, load_profile, select_profile
+from agent.board.sandbox import ARGUS_SOCKET, BASE_DEVICES, DROP_IN_NAME, render_drop_in
 from conftest import ROOT
 
 UNIT = os.path.join(ROOT, "systemd", "edgeagent.service")
@@ -284,7 +284,7 @@ def test_a_bound_socket_goes_stale_when_nvargus_restarts_but_the_host_path_does_
 ])
 def test_bad_sandbox_sections_are_config_errors_naming_the_key(bad, message):
     from agent.errors import ConfigError
-    from agent.profiles import profile_from_dict
+    from agent.config.profiles import profile_from_dict
     with pytest.raises(ConfigError) as error:
         profile_from_dict({"name": "t", "description": "t", "backends": ["tflite"],
                            "sandbox": bad}, "t.yaml")

@@ -16,10 +16,10 @@ from typing import List, Tuple
 import pytest
 
 from agent.cli import build_parser
-from agent.config import DEFAULT_STATE_DIR, CameraSettings
+from agent.config.agent_config import DEFAULT_STATE_DIR, CameraSettings
 from agent.errors import ConfigError, MissingDependency, ModelError, SourceError
-from agent.service import DRAIN_S, STOP_WAIT_S
-from agent.trt.progress import LOG_EVERY_S
+from agent.daemon.service import DRAIN_S, STOP_WAIT_S
+from agent.backends.tensorrt.progress import LOG_EVERY_S
 from conftest import ROOT
 
 UNIT = os.path.join(ROOT, "systemd", "edgeagent.service")

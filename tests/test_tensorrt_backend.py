@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from agent import backends
-from agent.backends import tensorrt as trt_backend
-from agent.engine_build import run_build_engine
+from agent.backends.tensorrt import backend as trt_backend
+from agent.backends.tensorrt.engine_build import run_build_engine
 from agent.errors import BackendUnavailable, ConfigError, ModelError
-from agent.trt.progress import BuildProgress, attach_monitor
+from agent.backends.tensorrt.progress import BuildProgress, attach_monitor
 from fakes.gpu import FACE_ONNX, expected_outputs, forget, install, write_dynamic_onnx
 
 WHERE = "device_profiles/test.yaml"
@@ -172,7 +172,7 @@ def test_bad_options_are_config_errors_naming_the_key(fake, tmp_path, bad, messa
 
 def test_build_progress_reaches_the_health_callback(fake, tmp_path, caplog):
     calls = []
-    caplog.set_level(logging.INFO, logger="agent.trt.progress")
+    caplog.set_level(logging.INFO, logger="agent.backends.tensorrt.progress")
     run_build_engine(FACE_ONNX, options(tmp_path, progress=lambda *a: calls.append(a)), WHERE)
     states = [c[0] for c in calls]
     assert states[0] == "building_engine" and states[-1] == "engine_ready"

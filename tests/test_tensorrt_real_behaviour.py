@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from agent import backends
-from agent.backends.cuda_seam import PycudaSeam
+from agent.backends.tensorrt.cuda_seam import PycudaSeam
 from agent.errors import ModelError
-from agent.trt.runtime import make_logger
+from agent.backends.tensorrt.runtime import make_logger
 from fakes.gpu import expected_outputs, install
 
 WHERE = "device_profiles/test.yaml"

@@ -16,7 +16,7 @@ import pytest
 
 from agent import backends
 from agent.inference import Inference
-from agent.pipeline_spec import pipeline_from_dict
+from agent.config.pipeline_spec import pipeline_from_dict
 from agent.types import Frame
 from boxes import box_iou
 

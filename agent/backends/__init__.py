@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 
 # key -> module name; the order is only for listing
 REGISTRY = (
-    ("tensorrt", "agent.backends.tensorrt"),
+    ("tensorrt", "agent.backends.tensorrt.backend"),
     ("onnxruntime", "agent.backends.onnxruntime"),
     ("tflite", "agent.backends.tflite"),
 )

@@ -152,7 +152,7 @@ def provider_settings(providers: List[str], opts: Mapping) -> list:
 
 def _check_model_file(model_path: str) -> None:
     if not os.path.isfile(model_path):
-        from ..model_sources import hint_for
+        from ..tools.model_sources import hint_for
         raise ModelError("%s: model file not found; check the pipeline's models: entry%s" % (
             model_path, hint_for(model_path)))
 

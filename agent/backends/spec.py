@@ -9,12 +9,12 @@ import importlib
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
-from ..checks import need_bool, need_int, need_list, need_str, reject_unknown, where
+from ..config.checks import need_bool, need_int, need_list, need_str, reject_unknown, where
 from ..errors import ConfigError
 
 # key -> module holding its OPTION_SPECS (light modules: no runtime, no numpy work)
 SPEC_MODULES = (
-    ("tensorrt", "agent.trt.options"),
+    ("tensorrt", "agent.backends.tensorrt.options"),
     ("onnxruntime", "agent.backends.onnxruntime"),
     ("tflite", "agent.backends.tflite"),
 )

@@ -22,7 +22,8 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from . import paho_compat, tls
+from . import paho_compat
+from . import tls
 from .settings import MqttSettings
 
 log = logging.getLogger(__name__)

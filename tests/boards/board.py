@@ -118,7 +118,7 @@ class Board:
         return "root@127.0.0.1:%d" % self.port
 
     def deploy_argv(self, *args: str) -> List[str]:
-        return [sys.executable, "-m", "agent.deploy", self.spec(), "--known-hosts",
+        return [sys.executable, "-m", "agent.fleet.deploy", self.spec(), "--known-hosts",
                 self.known_hosts, "--key", self.client_key, "--remote-python", self.python,
                 "--remote-root", self.remote_root] + list(args)
 

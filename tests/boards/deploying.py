@@ -26,7 +26,7 @@ def broker(tmp_path):
 
 
 def deploy(board: Board, *args: str, report: str, timeout: float = 1200) -> tuple:
-    """`python -m agent.deploy` to the board; (CompletedProcess, report JSON or None, seconds)."""
+    """`python -m agent.fleet.deploy` to the board; (CompletedProcess, report JSON or None, seconds)."""
     started = time.monotonic()
     done = subprocess.run(board.deploy_argv(*args) + ["--report-json", report], cwd=REPO,
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,

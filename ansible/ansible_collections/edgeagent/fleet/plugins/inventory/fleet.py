@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 """edgeagent.fleet.fleet: the project's fleet file (the `edgeagent deploy --inventory` YAML) as
-Ansible inventory. The file is read by the project's own parser (agent.deploy.ansible_bridge), so
+Ansible inventory. The file is read by the project's own parser (agent.fleet.deploy.ansible_bridge), so
 both tools see the same hosts, defaults, groups and errors."""
 
 from __future__ import absolute_import, division, print_function
@@ -12,7 +12,7 @@ name: fleet
 short_description: edgeagent's fleet file as inventory, grouped by profile and site
 description:
   - Reads the fleet YAML that C(edgeagent deploy --inventory) reads, through the project's own
-    parser (C(python -m agent.deploy.ansible_bridge hosts)).
+    parser (C(python -m agent.fleet.deploy.ansible_bridge hosts)).
   - Every host joins group C(edgeagent), C(profile_<profile>), C(site_<site>) and the fleet
     file's own groups; names are made safe for Ansible (C(jetson-nano) -> C(jetson_nano)).
   - Sets C(ansible_host), C(ansible_port), C(ansible_user), C(ansible_ssh_private_key_file) and
@@ -63,7 +63,7 @@ class InventoryModule(BaseInventoryPlugin):
         super(InventoryModule, self).parse(inventory, loader, path, cache)
         self._read_config_data(path)
         fleet = os.path.join(os.path.dirname(os.path.abspath(path)), self.get_option("fleet"))
-        argv = [self.get_option("python"), "-m", "agent.deploy.ansible_bridge", "hosts", fleet]
+        argv = [self.get_option("python"), "-m", "agent.fleet.deploy.ansible_bridge", "hosts", fleet]
         try:
             done = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   universal_newlines=True)

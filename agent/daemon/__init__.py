@@ -1,0 +1,1 @@
+"""The daemon shell: the composition root (service, assemble), lifecycle, systemd notify, logging and validate's pre-checks."""

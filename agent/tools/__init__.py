@@ -1,0 +1,1 @@
+"""One-shot commands: detect, build-engine, inspect, bench, quantize and the model tools behind them."""

@@ -1,0 +1,48 @@
+"""`edgeagent build-engine`: the pipeline's ONNX -> a cached TensorRT engine, ahead of time."""
+
+import logging
+import os
+
+from ..config.agent_config import load_config
+from ..board.device import ROOT_ENV, detect_device
+from ..errors import ConfigError
+from ..config.pipeline_spec import load_pipeline
+from ..processing.preprocess import Preprocessor
+from ..config.profiles import select_profile
+
+log = logging.getLogger(__name__)
+
+
+def build_engine_for_pipeline(args) -> str:
+    """Path of the valid engine for the pipeline on this device (built when missing)."""
+    from ..backends.tensorrt.engine_build import run_build_engine    # TensorRT is imported only for this command
+    config = load_config(args.config)
+    pipeline = load_pipeline(args.pipeline)
+    profile, _ = select_profile(detect_device(os.environ.get(ROOT_ENV, "/")),
+                                args.profile or config.profile)
+    onnx_path = pipeline.model_for("tensorrt")
+    if onnx_path is None:
+        raise ConfigError("%s: models.tensorrt is not set; name the ONNX file TensorRT builds "
+                          "from" % pipeline.path)
+    options = profile.options("tensorrt")
+    size = pipeline.input_size
+    options.update(cache_dir=args.cache_dir or os.path.join(config.state_dir, "engines"),
+                   input_size=[size[1], size[0]] if size else None)
+    if args.precision:
+        options["precision"] = args.precision
+    if args.workspace:
+        options["workspace_mb"] = args.workspace
+    if args.calibration_dir:
+        options["calibration_dir"] = args.calibration_dir
+        options["calibration_preprocess"] = _calibration_preprocess(pipeline, onnx_path)
+    log.info("building engine for %s (%s) with %s", pipeline.name, onnx_path, profile.name)
+    return run_build_engine(onnx_path, options, pipeline.path, force=args.force)
+
+
+def _calibration_preprocess(pipeline, onnx_path):
+    """INT8 calibration images go through the pipeline's own preprocessing; its input spec is
+    read from the ONNX model with ONNX Runtime (CPU)."""
+    from ..backends.onnxruntime import OnnxRuntimeBackend
+    spec = OnnxRuntimeBackend.from_options(onnx_path, {}, pipeline.path).input_spec
+    pre = Preprocessor(pipeline.preprocess, spec, pipeline.input_size)
+    return lambda image: pre(image)[0].copy()
