@@ -9,7 +9,7 @@ from typing import Optional
 
 import cv2
 
-from ..types import Frame
+from ..types import CAMERA_RUNNING, CAMERA_STOPPED, CameraStatus, Frame
 from .live import make_frame
 from .uri import SourceSpec
 
@@ -45,6 +45,12 @@ class FileSource:
         self._index += 1
         self._frames_this_pass += 1
         return frame
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(CAMERA_STOPPED if self._capture is None else CAMERA_RUNNING)
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(CAMERA_STOPPED if self._capture is None else CAMERA_RUNNING)
 
     def close(self) -> None:
         if self._capture is not None:

@@ -7,7 +7,7 @@ from typing import List, Optional
 import cv2
 
 from ..errors import SourceError
-from ..types import Frame
+from ..types import CAMERA_RUNNING, CAMERA_STOPPED, CameraStatus, Frame
 from .live import make_frame
 from .uri import SourceSpec
 
@@ -38,6 +38,10 @@ class ImageDirSource:
         frame = dataclasses.replace(make_frame(image, self._index), file=os.path.basename(path))
         self._index += 1
         return frame
+
+    def status(self) -> CameraStatus:
+        ended = self._closed or (self._index >= len(self.paths) and not self.loop)
+        return CameraStatus(CAMERA_STOPPED if ended else CAMERA_RUNNING)
 
     def close(self) -> None:
         self._closed = True

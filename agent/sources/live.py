@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 
 from ..errors import SourceError
-from ..types import Frame
+from ..types import CAMERA_RUNNING, CAMERA_STOPPED, CameraStatus, Frame
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,10 @@ class LiveSource:
             if frame is None and self._failure:
                 raise SourceError("%s: %s" % (self.uri, self._failure))
         return frame
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(CAMERA_STOPPED if self._closed.is_set() else CAMERA_RUNNING,
+                            dropped=self.dropped)
 
     def close(self) -> None:
         self._closed.set()

@@ -21,7 +21,7 @@ from dataclasses import replace  # novm: the dataclasses backport serves 3.6
 from typing import Callable, Optional
 
 from ..errors import SourceError
-from ..types import Frame, Source
+from ..types import CameraStatus, Frame, Source
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,9 @@ class RecoveringSource:
     def dropped(self) -> int:
         inner = self._inner
         return self._own_dropped + self._closed_dropped + int(getattr(inner, "dropped", 0))
+
+    def status(self) -> CameraStatus:
+        return CameraStatus(self._state, self.reconnects, self.stalls, self.dropped)
 
     def read(self, timeout: Optional[float] = None) -> Optional[Frame]:
         """The newest frame; None while the camera is lost, after the end, or after close().

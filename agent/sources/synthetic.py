@@ -12,7 +12,7 @@ from typing import Optional
 
 import numpy as np
 
-from ..types import Frame
+from ..types import CAMERA_RUNNING, CAMERA_STOPPED, CameraStatus, Frame
 from .live import LiveSource, make_frame
 from .uri import SourceSpec
 
@@ -60,6 +60,10 @@ class SyntheticSource:
         frame = make_frame(render(self.pattern, self._index, self.width, self.height), self._index)
         self._index += 1
         return frame
+
+    def status(self) -> CameraStatus:
+        ended = self._closed or (self.frames is not None and self._index >= self.frames)
+        return CameraStatus(CAMERA_STOPPED if ended else CAMERA_RUNNING)
 
     def close(self) -> None:
         self._closed = True
