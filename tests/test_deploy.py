@@ -21,7 +21,7 @@ def _stop_fake_agents():
     stop_session_services()
 
 
-HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "deploy", "remote_helper.py")
+HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "fleet", "deploy", "remote_helper.py")
 
 
 @pytest.fixture()

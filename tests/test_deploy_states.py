@@ -239,7 +239,7 @@ def test_release_that_cannot_run_its_pipeline_never_becomes_current(device, serv
         path.startswith("opt/edgeagent/cache/") for path in changed), changed
 
 
-HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "deploy", "remote_helper.py")
+HELPER = os.path.join(os.path.dirname(__file__), "..", "agent", "fleet", "deploy", "remote_helper.py")
 
 
 @pytest.fixture()
