@@ -25,7 +25,6 @@ class PipelineStats:
         self.captured = 0
         self.processed = 0
         self.dropped = 0
-        self.results = 0
         self.last_processed_mono = None    # when a frame last made it through inference
         self._latency = collections.defaultdict(
             lambda: collections.deque(maxlen=WINDOW))   # type: Dict[str, Deque[float]]

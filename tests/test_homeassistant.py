@@ -12,6 +12,7 @@ import pytest
 
 from agent.config.dashboards_config import HomeAssistantSettings
 from agent.outputs.health import HealthMonitor
+from agent.types import BackendInfo
 from agent.outputs.homeassistant import (Discovery, DiscoveryInput, config_topic, discovery_payload,
                                  encode, node_id)
 from agent.outputs.occupancy import Occupancy, occupancy_payload
@@ -43,15 +44,32 @@ class _Sensors:
                 "temps_c": {"cpu": 48.5, "gpu": 46.0}}
 
 
+class _Now:
+    """The service's Current as health asks it: no source yet, onnxruntime loaded."""
+
+    def __init__(self, state):
+        self.state = state
+
+    def source(self):
+        return None
+
+    def backend_info(self):
+        return BackendInfo("onnxruntime", "fp32", "cpu")
+
+    def system(self):
+        return _Sensors().read()
+
+    def health_interval_s(self):
+        return 10.0
+
+
 def health_payload(state="running"):
     """A health payload built by the agent's own HealthMonitor."""
     stats = PipelineStats()
     stats.count_captured(3)
     stats.count_processed({"preprocess": 1.0, "infer": 12.5, "postprocess": 0.5})
-    monitor = HealthMonitor("nano-01", 10.0, stats, _Sensors(), lambda data: None,
-                            lambda: {"pending": 7, "dropped": 2, "bytes": 900},
-                            {"name": "onnxruntime"})
-    monitor.state = state
+    monitor = HealthMonitor("nano-01", stats, _Now(state), lambda data: None,
+                            lambda: {"pending": 7, "dropped": 2, "bytes": 900})
     return json.dumps(monitor.snapshot().to_payload("nano-01"))
 
 

@@ -288,7 +288,7 @@ def test_http_off_never_imports_prometheus_client():
             "from agent.config.agent_config import config_from_dict\n"
             "from agent.outputs.dashboards import Dashboards\n"
             "class O: publisher = None\n"
-            "Dashboards.start(config_from_dict({}, 'x'), O(), None, None)\n"
+            "Dashboards(config_from_dict({}, 'x'), O(), None, None).start()\n"
             "print('prometheus_client' in sys.modules, 'agent.outputs.http_api' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=agent_env(),
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)

@@ -8,12 +8,13 @@ import json
 import numpy as np
 import pytest
 
-from agent.outputs.health import HealthMonitor, camera_state
+from agent.outputs.health import RUNNING, HealthMonitor, camera_part
 from agent.outputs.reporter import LocalSequence, ResultReporter, status_payload
 from agent.schemas import NAMES, load_schema, schema_path
 from agent.board.sensors import SystemSensors
 from agent.stats import PipelineStats
-from agent.types import Classifications, Detections, FrameResult
+from agent.types import (CAMERA_RUNNING, BackendInfo, CameraStatus, Classifications,
+                         Detections, FrameResult)
 
 TIMING = {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3}
 # The example payloads that docs/mqtt.md gives, verbatim.
@@ -40,12 +41,34 @@ OUTBOX_STATS = {"pending": 4, "dropped": 0, "bytes": 1200, "unstored": 0, "stora
 
 
 class StillSource:
-    """A file-like source as health sees it: a state, counters, a uri."""
-    state = "running"
-    reconnects = 2
-    stalls = 1
-    dropped = 3
+    """A file-like source as health sees it: its status and a uri."""
     uri = "file:///data/clip.avi"
+    live = False
+
+    def status(self):
+        return CameraStatus(CAMERA_RUNNING, reconnects=2, stalls=1, dropped=3)
+
+
+class Now:
+    """What the service's Current answers health: state, source, backend, system readings."""
+
+    def __init__(self, source=None, state=RUNNING, backend=BackendInfo("tflite", "fp32", "cpu")):
+        self.state = state
+        self._source = source
+        self._backend = backend
+        self._sensors = SystemSensors()
+
+    def source(self):
+        return self._source
+
+    def backend_info(self):
+        return self._backend
+
+    def system(self):
+        return self._sensors.read()
+
+    def health_interval_s(self):
+        return 10.0
 
 
 def reporter_payloads(result, policy="every_frame"):
@@ -67,12 +90,7 @@ def health_monitor(source=None, send=lambda data: None):
     for _ in range(5):
         stats.count_captured()
         stats.count_processed(dict(TIMING))
-    monitor = HealthMonitor("nano-01", 10.0, stats, SystemSensors(), send,
-                            lambda: dict(OUTBOX_STATS),
-                            {"name": "tflite", "precision": "float32", "device": "cpu"})
-    monitor.source = source
-    monitor.state = "running"
-    return monitor
+    return HealthMonitor("nano-01", stats, Now(source), send, lambda: dict(OUTBOX_STATS))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -135,11 +153,14 @@ def test_health_payload_from_the_real_monitor_and_sensors_is_valid(schema_valida
                                  "dropped": 3 if source is not None else 0}
 
 
-def test_camera_state_of_a_plain_source_has_zero_counters():
+def test_camera_part_of_a_plain_source_has_zero_counters():
     class Folder:
         uri = "images:///data/pics"
-    assert camera_state(Folder()) == {"state": "running", "reconnects": 0, "stalls": 0,
-                                      "uri": "images:///data/pics"}
+
+        def status(self):
+            return CameraStatus()
+    assert camera_part(Folder()) == {"state": "running", "reconnects": 0, "stalls": 0,
+                                     "uri": "images:///data/pics"}
 
 
 def without(payload, dotted):

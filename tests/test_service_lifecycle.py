@@ -1,13 +1,12 @@
 """The agent as systemd runs it: a real process, a real NOTIFY_SOCKET, a real broker, a real
 ffmpeg camera. READY=1 after the first result, WATCHDOG=1 only while frames flow, STOPPING=1 and
-exit 0 on SIGTERM/SIGINT with nothing lost, exit 70 with one traceback when a thread dies, and
-log lines fit for journald. Faults are injected by tests/faulty_agent.py (test-only patches)."""
+exit 0 on SIGTERM/SIGINT with nothing lost, exit 70 with one traceback when a thread dies,
+and exit 70 when a stage hangs at stop or reload. Faults come from tests/faulty_agent.py (the
+real service with a faulty assembler). Logs: test_service_logs.py; in-process parts:
+test_service_parts.py."""
 
-import json
-import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -15,7 +14,7 @@ import pytest
 
 from agent_proc import AgentProcess, NotifySocket, mqtt_section, wait_until, write_config
 from broker import Subscriber, dedupe
-from conftest import ROOT, agent_command, agent_env, run_agent
+from conftest import ROOT
 from streams import FfmpegStream
 
 FAULTY = [sys.executable, os.path.join(ROOT, "tests", "faulty_agent.py")]
@@ -135,171 +134,6 @@ def test_a_crashing_thread_is_logged_once_with_its_traceback_and_exits_70(
     assert "thread %s crashed" % thread in log or "pipeline thread %s crashed" % thread in log
     assert notify.times("STOPPING")
 
-
-# ---- logs for journald and for log shippers --------------------------------------------------
-
-def test_logs_to_the_journal_carry_priority_and_no_second_timestamp(tmp_path, sample_video):
-    # given stderr is a stream whose device:inode $JOURNAL_STREAM names, as under systemd
-    read_end, write_end = os.pipe()
-    stat = os.fstat(write_end)
-    env = {"JOURNAL_STREAM": "%d:%d" % (stat.st_dev, stat.st_ino)}
-    proc = subprocess.Popen(agent_command(["run", "--no-mqtt", "--source", "file://" + sample_video,
-                                           "--state-dir", str(tmp_path), "--max-frames", "3"]),
-                            stdout=subprocess.DEVNULL, stderr=write_end, cwd=ROOT,
-                            env=agent_env(extra=env))
-    os.close(write_end)
-    with os.fdopen(read_end) as stream:
-        lines = stream.read().splitlines()
-    proc.wait(30)
-    # then the agent's own log lines start with a syslog priority and no timestamp
-    logged = [line for line in lines if line.startswith("<")]
-    assert logged, lines
-    assert all(line[:3] in ("<2>", "<3>", "<4>", "<6>", "<7>") for line in logged)
-    assert any(line == "<6>INFO agent.daemon.service: ready: first frame processed" for line in logged)
-    assert not any(line[3:7].isdigit() for line in logged)
-    assert proc.returncode == 0
-
-
-def test_journal_formatter_keeps_the_priority_on_every_traceback_line():
-    from agent.daemon.logs import make_formatter
-    formatter = make_formatter(json_lines=False, journal=True)
-    try:
-        raise ValueError("boom")
-    except ValueError:
-        record = logging.LogRecord("agent.x", logging.ERROR, __file__, 1, "failed %s", ("here",),
-                                   sys.exc_info())
-    lines = formatter.format(record).split("\n")
-    assert lines[0] == "<3>ERROR agent.x: failed here"
-    assert len(lines) > 3 and all(line.startswith("<3>") for line in lines)
-    assert lines[-1] == "<3>ValueError: boom"
-
-
-@pytest.mark.parametrize("journal_stream, expected", [("", False), ("1:2", False),
-                                                      ("x:y", False), (None, True)])
-def test_stderr_is_journal_only_when_device_and_inode_match(tmp_path, journal_stream, expected):
-    from agent.daemon.logs import stderr_is_journal
-    with open(str(tmp_path / "stderr"), "w") as stream:
-        stat = os.fstat(stream.fileno())
-        value = "%d:%d" % (stat.st_dev, stat.st_ino) if journal_stream is None else journal_stream
-        assert stderr_is_journal({"JOURNAL_STREAM": value}, stream) is expected
-
-
-def test_log_json_writes_one_object_per_line(tmp_path, sample_video):
-    run = run_agent(["run", "--no-mqtt", "--source", "file://" + sample_video, "--state-dir",
-                     str(tmp_path), "--max-frames", "3", "--log-json"])
-    assert run.returncode == 0, run.stderr
-    entries = [json.loads(line) for line in run.stderr_lines()]
-    assert {"ts", "level", "logger", "msg"} <= set(entries[0])
-    assert any(e["msg"] == "ready: first frame processed" for e in entries)
-
-
-# ---- state directory from systemd ------------------------------------------------------------
-
-@pytest.mark.parametrize("configured, granted, expected", [
-    ("/var/lib/edgeagent", "/var/lib/other", "/var/lib/other"),      # default: systemd's wins
-    ("/srv/agent", "/var/lib/other", "/srv/agent"),                  # explicit: the config wins
-    ("/var/lib/edgeagent", "", "/var/lib/edgeagent"),                # not under systemd
-    ("/var/lib/edgeagent", "/var/lib/a:/var/lib/b", "/var/lib/a"),   # several: the first
-])
-def test_state_directory_of_systemd_applies_only_to_the_default(configured, granted, expected):
-    from agent.config.agent_config import config_from_dict
-    from agent.daemon.lifecycle import with_state_directory
-    config = config_from_dict({"state_dir": configured}, "test.yaml")
-    assert with_state_directory(config, {"STATE_DIRECTORY": granted}).state_dir == expected
-
-
-# ---- the parts, in process -------------------------------------------------------------------
-
-class RecordingNotifier:
-    """Stands in for sdnotify.Notifier: keeps what would have gone to the socket."""
-
-    def __init__(self) -> None:
-        self.sent = []
-
-    def notify(self, *fields: str) -> bool:
-        self.sent.append(fields)
-        return True
-
-    def status(self, text: str) -> bool:
-        return self.notify("STATUS=" + text)
-
-
-@pytest.mark.parametrize("progress, expected_pings", [
-    ([True] * 10, 5),                         # ticks every 0.25 s, interval 0.5 s
-    ([True] * 4 + [False] * 6, 2),            # a hang: none after it
-    ([False] * 4 + [True] * 6, 3),            # recovers: pings again
-])
-def test_keepalive_pings_at_most_every_interval_and_only_while_progressing(progress,
-                                                                           expected_pings):
-    from agent.daemon.lifecycle import KeepAlive
-    now = [0.0]
-    notifier = RecordingNotifier()
-    keepalive = KeepAlive(notifier, 0.5, clock=lambda: now[0])
-    for progressing in progress:
-        keepalive.tick(progressing, "test")
-        now[0] += 0.25
-    assert notifier.sent.count(("WATCHDOG=1",)) == expected_pings
-
-
-def test_keepalive_is_silent_without_a_watchdog():
-    from agent.daemon.lifecycle import KeepAlive
-    notifier = RecordingNotifier()
-    assert not KeepAlive(notifier, None).tick(True) and notifier.sent == []
-
-
-def test_stuck_stage_names_the_stage_busy_too_long_and_clears_when_it_returns():
-    import threading
-    from agent.pipeline import PipelineRunner
-    from agent.sources import open_source
-    from agent.stats import PipelineStats
-    release = threading.Event()
-
-    def blocking_inference(frame):
-        release.wait(5)
-        raise RuntimeError("stop here")         # ends the run once released
-
-    runner = PipelineRunner(open_source("synthetic://?frames=3&width=32&height=24"),
-                            blocking_inference, lambda result: None, PipelineStats())
-    runner.start()
-    time.sleep(0.3)
-    assert runner.stuck_stage(0.2) == "inference"
-    assert runner.stuck_stage(5.0) is None
-    release.set()
-    assert runner.wait(5)
-    assert runner.stuck_stage(0.0) is None and isinstance(runner.error, RuntimeError)
-
-
-def test_thread_crash_is_reported_once_on_pythons_without_threading_excepthook(monkeypatch,
-                                                                                caplog):
-    # JetPack 4.6 runs Python 3.6: no threading.excepthook, so Thread.run is wrapped instead
-    import threading
-    from agent.daemon.lifecycle import CrashWatch, _wrap_thread_run
-    monkeypatch.setattr(threading.Thread, "run", threading.Thread.run)   # restored afterwards
-    watch = CrashWatch()
-    _wrap_thread_run(watch.report)            # what install() does where excepthook is missing
-
-    def die():
-        raise ValueError("camera driver bug")
-    thread = threading.Thread(target=die, name="camera-reader")
-    with caplog.at_level(logging.ERROR, logger="agent.daemon.lifecycle"):
-        thread.start()
-        thread.join(5)
-    assert watch.crashed == "camera-reader"
-    critical = [r for r in caplog.records if r.levelno == logging.CRITICAL]
-    assert len(critical) == 1 and critical[0].exc_info[0] is ValueError
-
-
-def test_status_line_reports_the_processed_rate_every_few_seconds():
-    from agent.daemon.lifecycle import StatusLine
-    now = [0.0]
-    notifier = RecordingNotifier()
-    line = StatusLine(notifier, every_s=5.0, clock=lambda: now[0])
-    for second in range(12):                  # 15 frames a second
-        line.update("running face-detect on onnxruntime", second * 15, "running")
-        now[0] += 1.0
-    assert notifier.sent == [
-        ("STATUS=running face-detect on onnxruntime: 15.0 fps, 75 frames, camera running",),
-        ("STATUS=running face-detect on onnxruntime: 15.0 fps, 150 frames, camera running",)]
 
 
 # ---- a hung stage: the stop keeps its promise, a reload never frees the backend --------------

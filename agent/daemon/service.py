@@ -15,22 +15,20 @@ import time
 from typing import Callable, Optional, Tuple
 
 from .. import __version__
-from .assemble import (Overrides, Plan, build_inference, load_backend, make_plan,
-                       open_source_for)
+from .assemble import Overrides, Plan, make_plan
 from ..config.agent_config import AgentConfig, load_config
 from ..outputs.dashboards import Dashboards
 from ..errors import EdgeAgentError, OutputError
-from ..outputs.health import HealthMonitor
+from ..outputs.health import BUILDING_ENGINE, RUNNING, STARTING, STOPPING, HealthMonitor
 from .lifecycle import (EXIT_CRASH, CrashWatch, KeepAlive, Lifecycle, Signals, StatusLine,
-                        close_quietly, dump_stacks_on_fatal_signals, prepare_state_dir,
+                        dump_stacks_on_fatal_signals, prepare_state_dir,
                         warn_restart_only, with_state_directory)
 from ..outputs.hub import Outputs
 from ..outputs.snapshot import SnapshotTap
-from ..pipeline import PipelineRunner
-from ..outputs.reporter import ResultReporter
+from .running import Assembler, Current, Outlets, RunningPipeline
 from .sdnotify import Notifier, watchdog_interval_s
-from ..board.sensors import SystemSensors
 from ..stats import PipelineStats
+from ..types import CAMERA_LOST
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +41,14 @@ STOP_BUDGET_S = 9.5       # ... within this from the stop request, a hung stage 
 class Service:
     def __init__(self, config: AgentConfig, overrides: Overrides, config_path: Optional[str],
                  max_frames: Optional[int] = None, echo: Optional[Callable[[bytes], None]] = None,
-                 notifier: Optional[Notifier] = None) -> None:
+                 notifier: Optional[Notifier] = None,
+                 assembler: Optional[Callable[..., RunningPipeline]] = None) -> None:
         self.config = with_state_directory(config)
         self.overrides = overrides
         self._config_path = config_path
         self._max_frames = max_frames
         self._echo = echo
+        self._assemble = assembler or Assembler()
         self._notifier = notifier or Notifier()
         self.signals = Signals()
         self.crashes = CrashWatch()
@@ -56,14 +56,14 @@ class Service:
         self.systemd = Lifecycle(self._notifier, self.keepalive)
         self.status_line = StatusLine(self._notifier)
         self.stats = PipelineStats()
-        self.outputs = None       # type: Optional[Outputs]
-        self.health = None        # type: Optional[HealthMonitor]
-        self.plan = None          # type: Optional[Plan]
-        self.runner = None        # type: Optional[PipelineRunner]
-        self._tap = None          # type: Optional[SnapshotTap]
-        self._backend = None
-        self._running_overrides = overrides
-        self.dashboards = None    # type: Optional[Dashboards]
+        self.now = Current(self.config)
+        self.tap = SnapshotTap()   # kept across reloads: a snapshot right after one still works
+        self.outputs = Outputs(self.config, self.now)
+        self.dashboards = Dashboards(self.config, self.outputs, self.stats, self.tap.latest,
+                                     self.now)
+        self.health = HealthMonitor(self.config.device_id, self.stats, self.now,
+                                    self.outputs.send_health, self.outputs.stats)
+        self.running = None       # type: Optional[RunningPipeline]  none before the first starts
         self._hung = None         # type: Optional[str]   the stage that did not stop
         self._stop_began = None   # type: Optional[float]
 
@@ -86,18 +86,18 @@ class Service:
         dump_stacks_on_fatal_signals()
         code, drain_s = EXIT_CRASH, DRAIN_S
         try:
-            self.plan = make_plan(self.config, self.overrides)
+            plan = make_plan(self.config, self.overrides)
             log.info("edgeagent %s on %s: profile %s (%s), pipeline %s, source %s", __version__,
-                     self.plan.device.model, self.plan.profile.name, self.plan.profile_reason,
-                     self.plan.pipeline.name, self.plan.source_uri)
+                     plan.device.model, plan.profile.name, plan.profile_reason,
+                     plan.pipeline.name, plan.source_uri)
             prepare_state_dir(self.config.state_dir)
-            self.outputs = Outputs.start(self.config, self._status_fields)
+            self.outputs.start()
             if self.config.commands_enabled:
-                self.outputs.enable_commands(self._latest_frame, self.request_reload)
-            self.dashboards = Dashboards.start(self.config, self.outputs, self.stats,
-                                               self._latest_frame)
-            self._start_pipeline()
-            code = self._run_pipelines()
+                self.outputs.enable_commands(self.tap.latest, self.request_reload)
+            self.dashboards.start()
+            running = self._start(self.config, self.overrides, plan)
+            self.health.start()
+            code = self._run_pipelines(running)
         except EdgeAgentError as error:
             code = error.exit_code
             raise
@@ -110,206 +110,158 @@ class Service:
             code = self._shutdown(code, drain_s)
         return code
 
-    def _run_pipelines(self) -> int:
+    def _run_pipelines(self, running: RunningPipeline) -> int:
         while True:
-            code = self._supervise()
-            if code is None:
-                code = self._reload()
+            code = self._supervise(running)
             if code is not None:
                 return code
+            code = self._reload(running)
+            if code is not None:
+                return code
+            running = self.running
 
-    def _start_pipeline(self) -> None:
-        plan = self.plan
+    def _start(self, config: AgentConfig, overrides: Overrides, plan: Plan) -> RunningPipeline:
+        """Assemble and start a pipeline, then show it to health, metrics and MQTT."""
         self._notifier.status("loading backend for %s" % plan.pipeline.name)
-        backend = self.dashboards.serialise(load_backend(plan, self.config, self._engine_progress))
-        try:
-            inference = build_inference(plan, backend)
-            source = open_source_for(plan, self.config)
-        except Exception:
-            close_quietly(backend)
-            raise
-        reporter = ResultReporter(self.config.device_id, plan.pipeline.name,
-                                  plan.pipeline.model_name, backend.name,
-                                  self.dashboards.sink(self.outputs.result_sink),
-                                  self.config.output.policy,
-                                  self.config.output.interval_s, self._echo)
-        self._backend = backend
-        self.outputs.backend = backend.name
+        outlets = Outlets(self.stats, self.dashboards.sink(self.outputs.result_sink),
+                          self.dashboards.observer(self.tap), self.dashboards.serialise,
+                          self._engine_progress, self._echo, self._max_frames)
+        running = self._assemble(config, overrides, plan, outlets)
+        self.running = running
+        self.now.show(running)
         self.outputs.announce("online")
-        self._start_health(backend)
-        self.health.source = source
-        if self._tap is None:     # kept across reloads: a snapshot right after one still works
-            self._tap = SnapshotTap()
-        self.runner = PipelineRunner(source, inference, reporter, self.stats, self._max_frames,
-                                     observe=self.dashboards.observer(self._tap))
-        self.runner.start()
-        self.dashboards.pipeline_started(plan, backend, source, self.health)
-        self.health.state = "running"
-        log.info("running %s on %s from %s", plan.pipeline.name, backend.name, source.uri)
-
-    def _latest_frame(self):
-        tap = self._tap
-        return tap.latest() if tap is not None else None
-
-    def _start_health(self, backend) -> None:
-        info = {"name": backend.name, "precision": getattr(backend, "precision", None),
-                "device": getattr(backend, "device", "cpu")}
-        if self.health is not None:
-            self.health.backend_info = info
-            self.health.interval_s = self.config.health.interval_s
-            return
-        self.health = HealthMonitor(self.config.device_id, self.config.health.interval_s,
-                                    self.stats, SystemSensors.from_profile(self.plan.profile),
-                                    self.outputs.send_health, self.outputs.stats, info)
-        self.health.start()
+        running.start()
+        self.dashboards.pipeline_started(plan, running.backend, self.health)
+        self.now.state = RUNNING
+        return running
 
     # ---- supervision ------------------------------------------------------------------
-    def _supervise(self) -> Optional[int]:
+    def _supervise(self, running: RunningPipeline) -> Optional[int]:
         """Watch the running pipeline; an exit code, or None when a reload was asked for."""
+        runner = running.runner
         while True:
-            finished = self.runner.wait(_TICK_S)
+            finished = runner.wait(_TICK_S)
             if self.crashes.crashed is not None:
-                self._stop_runner()
+                self._stop_runner(running)
                 return EXIT_CRASH
             if finished:
-                return self._source_finished()
+                return self._source_finished(running)
             if self.signals.stop.is_set():
                 self._stop_began = time.monotonic()
                 self.systemd.send_stopping()
-                return 0 if self._stop_runner() and self.runner.error is None else EXIT_CRASH
+                stopped = self._stop_runner(running)
+                return 0 if stopped and runner.error is None else EXIT_CRASH
             if self.signals.reload.is_set():
                 return None
-            self._tick()
+            self._tick(running)
 
-    def _source_finished(self) -> int:
-        self._close_source()
-        if isinstance(self.runner.error, EdgeAgentError):
-            raise self.runner.error       # the CLI prints it as one line with its exit code
-        if self.runner.error is not None:
+    def _source_finished(self, running: RunningPipeline) -> int:
+        running.close_source()
+        runner = running.runner
+        if isinstance(runner.error, EdgeAgentError):
+            raise runner.error       # the CLI prints it as one line with its exit code
+        if runner.error is not None:
             return EXIT_CRASH
-        if self.runner.end_reason == "source_ended" and self.runner.source.live:
-            log.error("live source %s ended although nobody closed it", self.runner.source.uri)
+        if runner.end_reason == "source_ended" and running.source.live:
+            log.error("live source %s ended although nobody closed it", running.source.uri)
             return EXIT_CRASH
-        self._ready()          # a short file may end before the first tick
+        self._ready(running)          # a short file may end before the first tick
         return 0
 
-    def _tick(self) -> None:
-        camera = str(getattr(self.runner.source, "state", "running"))
-        if not self.systemd.ready and (self.stats.processed or camera == "camera_lost"):
-            self._ready()
+    def _tick(self, running: RunningPipeline) -> None:
+        camera = running.source.status().state
+        if not self.systemd.ready and (self.stats.processed or camera == CAMERA_LOST):
+            self._ready(running)
         if self.systemd.ready:
-            self.keepalive.tick(*self._progress(camera))
-            self.status_line.update("running %s on %s" % (self.plan.pipeline.name,
-                                                          self.outputs.backend),
-                                    self.stats.processed, camera)
+            self.keepalive.tick(*self._progress(running, camera))
+            self.status_line.update("running " + running.describe, self.stats.processed,
+                                    camera)
 
-    def _progress(self, camera: str) -> Tuple[bool, str]:
+    def _progress(self, running: RunningPipeline, camera: str) -> Tuple[bool, str]:
         """Progress: no stage stuck on one step, and a frame through inference within
         WatchdogSec= — or no frames because the camera is being reconnected (not a hang)."""
         limit_s = self.keepalive.timeout_s or 0.0
-        stuck = self.runner.stuck_stage(limit_s)
+        stuck = running.runner.stuck_stage(limit_s)
         if stuck is not None:
             return False, "%s stage busy on one step for over %.0f s" % (stuck, limit_s)
         last = self.stats.last_processed_mono
-        if (last is not None and time.monotonic() - last < limit_s) or camera == "camera_lost":
+        if (last is not None and time.monotonic() - last < limit_s) or camera == CAMERA_LOST:
             return True, ""
         return False, "no frame processed for %.0f s" % limit_s
 
-    def _stop_runner(self) -> bool:
+    def _stop_runner(self, running: RunningPipeline) -> bool:
         """Stop capture, let frames in flight finish; False when a stage hung (it is waited
         for once: a second call returns False at once)."""
         if self._hung is not None:
             return False
-        self.runner.stop()
-        finished = self.runner.wait(STOP_WAIT_S)
-        if not finished:
-            self._hung = self.runner.stuck_stage(0.0) or "unknown"
-            log.error("pipeline did not stop within %.0f s: stage %s is hung", STOP_WAIT_S,
-                      self._hung)
-        self._close_source()
-        return finished
-
-    def _close_source(self) -> None:
-        try:
-            self.runner.source.close()
-        except Exception:  # closing a broken camera must not hide the real outcome
-            log.exception("closing source %s failed", self.runner.source.uri)
+        self._hung = running.stop(STOP_WAIT_S)
+        return self._hung is None
 
     # ---- reload -----------------------------------------------------------------------
-    def _reload(self) -> Optional[int]:
+    def _reload(self, old: RunningPipeline) -> Optional[int]:
         """New config and pipeline; the outbox, seq and MQTT link stay. A config that does not
-        load keeps the running pipeline; a pipeline that does not start falls back to the old.
-        A stage that hangs keeps its backend: EXIT_CRASH, and systemd restarts the agent."""
+        load keeps the running pipeline; a pipeline that does not start falls back to the old
+        one's config and plan. A stage that hangs keeps its backend: EXIT_CRASH, and systemd
+        restarts the agent."""
         self.signals.reload.clear()
         self.systemd.send_reloading()
         log.info("reloading %s", self._config_path or "defaults")
-        previous = (self.config, self.plan, self._running_overrides)
         try:
             config = with_state_directory(load_config(self._config_path))
             plan = make_plan(config, self.overrides)
         except EdgeAgentError as why:
-            log.error("reload failed, keeping %s running: %s", self.plan.pipeline.name, why)
-            self.overrides = previous[2]
+            log.error("reload failed, keeping %s running: %s", old.name, why)
+            self.overrides = old.overrides
             self.systemd.send_reloaded("reload failed (%s); running %s" % (
-                type(why).__name__, self.plan.pipeline.name))
+                type(why).__name__, old.name))
             return None
         warn_restart_only(self.config, config)
-        if not self._stop_runner():
+        if not self._stop_runner(old):
             log.error("reload: stage %s is hung; exiting %d so that systemd restarts the agent "
                       "(its backend cannot be freed while the stage may still use it)",
                       self._hung, EXIT_CRASH)
             return EXIT_CRASH
-        close_quietly(self._backend)
-        self.config, self.plan = config, plan
+        old.release()
         try:
-            self._start_pipeline()
+            running = self._start(config, self.overrides, plan)
         except EdgeAgentError as why:
             log.error("reload: %s does not start (%s); going back to %s", plan.pipeline.name,
-                      why, previous[1].pipeline.name)
-            self.config, self.plan, self.overrides = previous
-            self._start_pipeline()
-        self._running_overrides = self.overrides
-        self.systemd.send_reloaded("reloaded: running %s on %s" % (self.plan.pipeline.name,
-                                                                   self.outputs.backend))
+                      why, old.name)
+            self.overrides = old.overrides
+            running = self._start(old.config, old.overrides, old.plan)
+        self.config = running.config
+        self.systemd.send_reloaded("reloaded: running " + running.describe)
         return None
 
     # ---- systemd notifications ----------------------------------------------------------
-    def _ready(self) -> None:
-        if self.systemd.send_ready("running %s on %s" % (self.plan.pipeline.name,
-                                                          self.outputs.backend)):
+    def _ready(self, running: RunningPipeline) -> None:
+        if self.systemd.send_ready("running " + running.describe):
             log.info("ready: %s", "first frame processed" if self.stats.processed
                      else "waiting for the camera to come back")
 
     def _engine_progress(self, state: str, elapsed_s: float, detail: str) -> None:
         """From the engine builder's progress thread: proof of life for systemd."""
-        if self.health is not None:
-            self.health.state = "building_engine" if state == "building_engine" else "starting"
+        self.now.state = BUILDING_ENGINE if state == BUILDING_ENGINE else STARTING
         self.systemd.working("%s: %.0f s %s" % (state, elapsed_s, detail))
 
-    # ---- state and shutdown ---------------------------------------------------------------
-    def _status_fields(self):
-        return (self.plan.pipeline.name if self.plan else "",
-                self.outputs.backend if self.outputs else "")
-
+    # ---- shutdown -----------------------------------------------------------------------
     def _shutdown(self, code: int, drain_s: float) -> int:
         began = self._stop_began or time.monotonic()
         self.systemd.send_stopping()
-        if self.runner is not None and self.runner.running and drain_s > 0:
-            self._stop_runner()
-        if self.health is not None:
-            self.health.state = "stopping"
-            self.health.stop()
-        if self.dashboards is not None:
-            self.dashboards.stop()
-        if self.outputs is not None:   # what is stored gets the rest of the stop budget
-            left_s = began + STOP_BUDGET_S - time.monotonic()
-            self.outputs.stop(drain_timeout_s=min(drain_s, max(0.5, left_s)) if drain_s else 0.0)
-        if self._hung is None:
-            close_quietly(self._backend)
-        else:
+        running = self.running
+        if running is not None and running.runner.running and drain_s > 0:
+            self._stop_runner(running)
+        self.now.state = STOPPING
+        self.health.stop()
+        self.dashboards.stop()
+        left_s = began + STOP_BUDGET_S - time.monotonic()   # what is stored gets the rest
+        self.outputs.stop(drain_timeout_s=min(drain_s, max(0.5, left_s)) if drain_s else 0.0)
+        if self._hung is not None:
             log.error("backend left open: the %s stage may still be inside it (the process "
                       "exit releases it)", self._hung)
-        unstored = self.outputs.unstored if self.outputs is not None else 0
+        elif running is not None:
+            running.release()
+        unstored = self.outputs.unstored
         if unstored and code == 0:    # never a clean exit with results lost (docs/outbox.md)
             log.error("%d results could not be stored (outbox storage failed); exiting with %d",
                       unstored, OutputError.exit_code)
@@ -317,4 +269,3 @@ class Service:
         log.info("stopped (exit %d)", code)
         sys.stdout.flush()
         return code
-

@@ -3,7 +3,7 @@ HTTP endpoint (metrics, health, latest result, snapshot, /infer) and snapshots o
 
 The service hands over ready parts through five hooks (start, serialise, sink, observer,
 pipeline_started) and stop(); with every feature off (the default) each hook gives back what it
-was given and no thread is started."""
+was given and no thread is started. Metrics ask `now` (the service's Current) at each scrape."""
 
 import logging
 import threading
@@ -23,10 +23,11 @@ TICK_S = 0.5
 
 
 class Dashboards:
-    def __init__(self, config: AgentConfig, outputs, stats, latest_frame) -> None:
+    def __init__(self, config: AgentConfig, outputs, stats, latest_frame, now=None) -> None:
         self.config = config
         self.outputs = outputs
         self.stats = stats
+        self.now = now             # what runs now (state, source, backend), for the metrics
         self.latest = None         # LatestResult, with the HTTP endpoint
         self.app = None            # HttpApp, with the HTTP endpoint
         self.server = None
@@ -42,14 +43,12 @@ class Dashboards:
         return self.outputs.publisher
 
     # ---- hooks --------------------------------------------------------------------------
-    @classmethod
-    def start(cls, config: AgentConfig, outputs, stats, latest_frame) -> "Dashboards":
-        board = cls(config, outputs, stats, latest_frame)
-        if config.http.enabled:
-            board._start_http()
-        if config.snapshots.enabled:
-            board._start_snapshots()
-        return board
+    def start(self) -> "Dashboards":
+        if self.config.http.enabled:
+            self._start_http()
+        if self.config.snapshots.enabled:
+            self._start_snapshots()
+        return self
 
     def serialise(self, backend):
         """The backend the pipeline should use: shared with /infer under one lock."""
@@ -72,13 +71,9 @@ class Dashboards:
                  if fn is not None]
         return TapThen(tap, extra) if extra else tap
 
-    def pipeline_started(self, plan, backend, source, health) -> None:
+    def pipeline_started(self, plan, backend, health) -> None:
         if self.app is not None:
             self.app.health = health
-            sources = self.app.metrics.sources
-            sources.source, sources.pipeline = source, plan.pipeline.name
-            sources.backend = dict(health.backend_info)
-            sources.state = health.effective_state
             if self.config.http.infer:
                 from .http_endpoints import InferEndpoint
                 self.app.infer = InferEndpoint(plan, backend, self.config.device_id)
@@ -101,9 +96,8 @@ class Dashboards:
         from .http_api import start_server
         from .http_endpoints import HttpApp, LatestResult
         self.latest = LatestResult()
-        sources = MetricSources(self.stats)
-        sources.outbox = self.outputs.stats
-        sources.rejected = lambda: getattr(self._publisher, "rejected", 0)
+        sources = MetricSources(self.stats, self.now, self.outputs.stats,
+                                lambda: getattr(self._publisher, "rejected", 0))
         self.app = HttpApp(settings, Metrics(sources), self.latest, self.stats,
                            self._latest_frame)
         try:

@@ -1,9 +1,10 @@
 """The health payload of docs/mqtt.md, assembled from what each part already counts.
 
-HealthMonitor runs its own thread: every interval it builds a snapshot and hands it to `send`
-(MQTT send_now: never queued, never in the way of results). The service's state (running,
-degraded, building_engine, camera_lost, stopping) is set from outside; a running agent whose
-outbox cannot store results (full disk, I/O errors) reports `degraded`."""
+HealthMonitor runs its own thread: every interval it asks `now` (the service's Current: the agent's
+state, source, backend info, system readings, the interval itself) and `outbox_stats`, builds a
+snapshot and hands it to `send` (MQTT send_now: never queued, never in the way of results).
+Two states are derived, not set: a running agent whose outbox cannot store results (full disk,
+I/O errors) reports DEGRADED, one whose camera is being reconnected CAMERA_LOST."""
 
 import logging
 import threading
@@ -13,11 +14,33 @@ from typing import Callable, Dict, Optional
 
 from .reporter import BOOT_ID, to_json_bytes, utc_iso
 from ..stats import PipelineStats
+from ..types import CAMERA_LOST as CAMERA_STATE_LOST, CameraStatus
 from ..wire import HEALTH_SCHEMA
 
 log = logging.getLogger(__name__)
 
-STATES = ("starting", "running", "degraded", "building_engine", "camera_lost", "stopping")
+# The agent's states (health `state`, metrics edgeagent_state)
+STARTING = "starting"
+RUNNING = "running"
+DEGRADED = "degraded"                 # derived: running, but the outbox cannot store
+BUILDING_ENGINE = "building_engine"
+CAMERA_LOST = "camera_lost"           # derived: running, but the camera is being reconnected
+STOPPING = "stopping"
+STATES = (STARTING, RUNNING, DEGRADED, BUILDING_ENGINE, CAMERA_LOST, STOPPING)
+
+NO_CAMERA = {"state": "none", "reconnects": 0, "stalls": 0}     # before a source is open
+
+
+def effective_state(state: str, outbox: Optional[Dict[str, object]],
+                    camera: Optional[CameraStatus]) -> str:
+    """The agent's state as reported: RUNNING becomes DEGRADED or CAMERA_LOST when so."""
+    if state != RUNNING:
+        return state
+    if outbox is not None and outbox.get("storage", "ok") != "ok":
+        return DEGRADED
+    if camera is not None and camera.state == CAMERA_STATE_LOST:
+        return CAMERA_LOST
+    return state
 
 
 @dataclass(frozen=True)
@@ -41,30 +64,33 @@ class HealthSnapshot:
                 "system": self.system, "backend": self.backend, "frames": self.frames}
 
 
-def camera_state(source) -> Dict[str, object]:
-    """Camera part of health; plain sources (files, folders) have no reconnect counters."""
-    return {"state": getattr(source, "state", "running"),
-            "reconnects": int(getattr(source, "reconnects", 0)),
-            "stalls": int(getattr(source, "stalls", 0)),
-            "uri": getattr(source, "uri", "")}
+def camera_part(source) -> Dict[str, object]:
+    """The payload's camera object, from Source.status() and the source's uri."""
+    status = source.status()
+    return {"state": status.state, "reconnects": int(status.reconnects),
+            "stalls": int(status.stalls), "uri": source.uri}
+
+
+def backend_part(info) -> Dict[str, object]:
+    if info is None:
+        return {}
+    return {"name": info.name, "precision": info.precision, "device": info.device}
 
 
 class HealthMonitor:
-    """Builds a snapshot every `interval_s` and sends it; reads are cheap and never raise."""
+    """Builds a snapshot every interval and sends it; reads are cheap and never raise.
 
-    def __init__(self, device_id: str, interval_s: float, stats: PipelineStats,
-                 sensors, send: Callable[[bytes], object],
-                 outbox_stats: Callable[[], Dict[str, object]],
-                 backend_info: Dict[str, object]) -> None:
+    `now` has `state` (one of STATES, before deriving) and answers source(), backend_info(),
+    system() and health_interval_s()."""
+
+    def __init__(self, device_id: str, stats: PipelineStats, now,
+                 send: Callable[[bytes], object],
+                 outbox_stats: Callable[[], Dict[str, object]]) -> None:
         self.device_id = device_id
-        self.interval_s = interval_s
         self.stats = stats
-        self.sensors = sensors
+        self._now = now
         self._send = send
         self._outbox_stats = outbox_stats
-        self.backend_info = dict(backend_info)
-        self.source = None
-        self.state = "starting"
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="health", daemon=True)
@@ -78,34 +104,30 @@ class HealthMonitor:
             self._thread.join(2.0)
 
     def effective_state(self, outbox: Optional[Dict[str, object]] = None) -> str:
-        if self.state == "running" and outbox is not None and \
-                outbox.get("storage", "ok") != "ok":
-            return "degraded"
-        if self.state == "running" and self.source is not None:
-            cam = getattr(self.source, "state", "running")
-            if cam == "camera_lost":
-                return "camera_lost"
-        return self.state
+        source = self._now.source()
+        return effective_state(self._now.state, outbox,
+                               source.status() if source is not None else None)
 
     def snapshot(self) -> HealthSnapshot:
-        source_dropped = int(getattr(self.source, "dropped", 0) or 0)
+        source = self._now.source()
+        camera = source.status() if source is not None else None
         fps = self.stats.fps()
         outbox = self._outbox_stats()
         return HealthSnapshot(
             ts=time.time(), uptime_s=time.monotonic() - self._started,
-            state=self.effective_state(outbox), fps=fps, latency_ms=self.stats.latency(),
-            camera=camera_state(self.source) if self.source is not None else
-            {"state": "none", "reconnects": 0, "stalls": 0},
-            outbox=outbox, system=self.sensors.read(),
-            backend=self.backend_info,
+            state=effective_state(self._now.state, outbox, camera), fps=fps,
+            latency_ms=self.stats.latency(),
+            camera=camera_part(source) if source is not None else dict(NO_CAMERA),
+            outbox=outbox, system=self._now.system(),
+            backend=backend_part(self._now.backend_info()),
             frames={"captured": self.stats.captured, "processed": self.stats.processed,
-                    "dropped": self.stats.dropped + source_dropped})
+                    "dropped": self.stats.dropped + (camera.dropped if camera else 0)})
 
     def publish_once(self) -> None:
         self._send(to_json_bytes(self.snapshot().to_payload(self.device_id)))
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stop.wait(self._now.health_interval_s()):
             try:
                 self.publish_once()
             except Exception:  # health must never take the agent down; logged with traceback

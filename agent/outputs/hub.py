@@ -1,9 +1,10 @@
 """Where results, status and health go: the MQTT publisher with its durable outbox, or (MQTT off)
-nowhere but --print. The service talks to this one object only."""
+nowhere but --print. The service talks to this one object only; the status message's pipeline
+and backend come from `now` (the service's Current), asked at each send."""
 
 import logging
 import time
-from typing import Callable, Dict, Optional, Tuple
+from typing import Dict, Optional
 
 from ..config.agent_config import AgentConfig
 from ..errors import OutputError
@@ -13,21 +14,21 @@ log = logging.getLogger(__name__)
 
 
 class Outputs:
-    def __init__(self, config: AgentConfig, publisher, status_fields: Callable[[], Tuple[str, str]]):
+    def __init__(self, config: AgentConfig, now) -> None:
         self.config = config
-        self.publisher = publisher
-        self.backend = ""
-        self._status_fields = status_fields
+        self.publisher = None           # the MQTT Publisher once started; None: MQTT off
+        self._now = now                 # status_fields() -> (pipeline, backend)
         self._local = LocalSequence()
         settings = config.mqtt
         self.results_topic = settings.topic(config.device_id, "results")
         self.health_topic = settings.topic(config.device_id, "health")
 
-    @classmethod
-    def start(cls, config: AgentConfig, status_fields: Callable[[], Tuple[str, str]]) -> "Outputs":
+    def start(self) -> "Outputs":
+        """Open the outbox and connect (MQTT on); with MQTT off there is nothing to start."""
+        config = self.config
         if not config.mqtt.enabled:
             log.info("mqtt disabled: results go to --print only")
-            return cls(config, None, status_fields)
+            return self
         from ..mqtt import MqttLink, Outbox, Publisher   # paho is imported only when used
         outbox_path = config.outbox.path_in(config.state_dir)
         try:
@@ -38,16 +39,15 @@ class Outputs:
         except Exception as why:
             raise OutputError("outbox %s: cannot open (%s); check outbox.path / state_dir" % (
                 outbox_path, why))
-        outputs = cls(config, None, status_fields)
-        link = MqttLink(config.mqtt, config.device_id, outputs._status)
-        outputs.publisher = Publisher(link, outbox)
-        outputs.publisher.start()
+        link = MqttLink(config.mqtt, config.device_id, self._status)
+        self.publisher = Publisher(link, outbox)
+        self.publisher.start()
         log.info("mqtt: publishing to %s:%d as %s (outbox %s)", config.mqtt.host,
                  config.mqtt.port, config.device_id, outbox_path)
-        return outputs
+        return self
 
     def _status(self, state: str) -> bytes:
-        pipeline, backend = self._status_fields()
+        pipeline, backend = self._now.status_fields()
         return status_payload(state, self.config.device_id, pipeline, backend, time.time())
 
     def announce(self, state: str = "online") -> None:

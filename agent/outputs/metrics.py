@@ -15,23 +15,38 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoM
 from prometheus_client.process_collector import ProcessCollector
 
 from .. import __version__
+from ..types import CameraStatus
+from .health import STARTING, STATES, effective_state
 
 # Seconds: from a 1 ms preprocess on x86 to a 2 s CPU inference on a Pi 3.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
-STATES = ("starting", "running", "degraded", "building_engine", "camera_lost", "stopping")
+
+
+class NothingRunning:
+    """`now` before a service provides one (tests of the HTTP parts): no pipeline, starting."""
+
+    state = STARTING
+
+    def source(self):
+        return None
+
+    def backend_info(self):
+        return None
+
+    def status_fields(self):
+        return "", ""
 
 
 class MetricSources:
-    """Where the collector reads at scrape time; the service fills these in as parts start."""
+    """Where the collector reads at scrape time: the service's Current (`now`: state, source,
+    backend info, pipeline), the pipeline counters and the outbox."""
 
-    def __init__(self, stats) -> None:
+    def __init__(self, stats, now=None, outbox: Callable[[], Dict[str, object]] = dict,
+                 rejected: Callable[[], int] = int) -> None:
         self.stats = stats                                   # PipelineStats
-        self.source = None                                   # the running Source
-        self.outbox = lambda: {}                             # () -> {pending, dropped, ...}
-        self.rejected = lambda: 0                            # () -> PUBACK failures
-        self.backend = {}                                    # type: Dict[str, object]
-        self.pipeline = ""
-        self.state = lambda: "starting"                      # () -> one of STATES
+        self.now = now if now is not None else NothingRunning()
+        self.outbox = outbox                                 # () -> {pending, dropped, ...}
+        self.rejected = rejected                             # () -> PUBACK failures
 
 
 class AgentCollector:
@@ -44,18 +59,18 @@ class AgentCollector:
 
     def collect(self):
         s, stats = self._s, self._s.stats
-        source = s.source
-        source_dropped = int(getattr(source, "dropped", 0) or 0)
+        source = s.now.source()
+        camera = source.status() if source is not None else CameraStatus()
         yield _counter("edgeagent_frames_captured", "Frames read from the source.", stats.captured)
         yield _counter("edgeagent_frames_processed", "Frames through inference and decode.",
                        stats.processed)
         yield _counter("edgeagent_frames_dropped",
                        "Frames dropped (replaced before inference, or by the source).",
-                       stats.dropped + source_dropped)
+                       stats.dropped + camera.dropped)
         yield _counter("edgeagent_camera_reconnects", "Times the camera was reopened.",
-                       int(getattr(source, "reconnects", 0) or 0))
+                       camera.reconnects)
         yield _counter("edgeagent_camera_stalls", "Times the camera delivered nothing for "
-                       "camera.stall_timeout_s.", int(getattr(source, "stalls", 0) or 0))
+                       "camera.stall_timeout_s.", camera.stalls)
         outbox = s.outbox() or {}
         yield _gauge("edgeagent_outbox_pending_messages", "Results stored, not yet acknowledged "
                      "by the broker.", outbox.get("pending", 0))
@@ -73,15 +88,16 @@ class AgentCollector:
         yield age
         state = GaugeMetricFamily("edgeagent_state", "1 for the agent's current state.",
                                   labels=["state"])
-        current = s.state()
+        current = effective_state(s.now.state, outbox, camera if source is not None else None)
         for name in STATES:
             state.add_metric([name], 1.0 if name == current else 0.0)
         yield state
         backend = InfoMetricFamily("edgeagent_backend", "The inference backend in use.")
-        backend.add_metric([], {"name": str(s.backend.get("name", "")),
-                                "precision": str(s.backend.get("precision") or ""),
-                                "device": str(s.backend.get("device") or ""),
-                                "pipeline": s.pipeline})
+        info = s.now.backend_info()
+        backend.add_metric([], {"name": info.name if info else "",
+                                "precision": str(info.precision or "") if info else "",
+                                "device": info.device if info else "",
+                                "pipeline": s.now.status_fields()[0]})
         yield backend
         build = InfoMetricFamily("edgeagent_build", "edgeagent version and Python.")
         build.add_metric([], {"version": __version__, "python": platform.python_version()})
