@@ -8,7 +8,8 @@ import pytest
 
 from agent.errors import SourceError
 from agent.sources import open_source
-from agent.sources.recovery import CAMERA_LOST, RUNNING, STOPPED, Backoff, RecoveringSource
+from agent.backoff import Backoff
+from agent.sources.recovery import CAMERA_LOST, RUNNING, STOPPED, RecoveringSource
 from streams import FfmpegStream
 
 LIVE_SYNTH = "synthetic://?live=1&fps=100&width=32&height=24"

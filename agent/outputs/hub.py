@@ -28,7 +28,9 @@ class Outputs:
         if not config.mqtt.enabled:
             log.info("mqtt disabled: results go to --print only")
             return cls(config, None, status_fields)
-        from ..mqtt import MqttLink, Outbox, Publisher   # paho is imported only when used
+        from ..mqtt.link import MqttLink   # paho is imported only when used
+        from ..mqtt.outbox import Outbox
+        from ..mqtt.publisher import Publisher
         outbox_path = config.outbox.path_in(config.state_dir)
         try:
             outbox = Outbox(outbox_path, config.outbox.max_messages, config.outbox.max_bytes,

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class HealthSettings:
+class PostSwitchCheck:
     service: str = "edgeagent"
     timeout_s: float = 60.0
     settle_s: float = 3.0          # only for units without readiness (not Type=notify)
@@ -95,7 +95,7 @@ def run_health_cmd(template: str, names: Mapping[str, str], timeout: float) -> T
         " ".join(argv), done.returncode, (": " + done.stdout.strip()[-300:]).rstrip(": "))
 
 
-def wait_healthy(settings: HealthSettings, names: Mapping[str, str], restarted_at: float,
+def wait_healthy(settings: PostSwitchCheck, names: Mapping[str, str], restarted_at: float,
                  watch: Optional[MqttStatusWatch] = None,
                  sleep: Callable[[float], None] = time.sleep) -> Optional[str]:
     """The workstation's checks, after the device's gate passed: None when they pass within

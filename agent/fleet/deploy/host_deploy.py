@@ -9,7 +9,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from .artifacts import Bundle, Hasher, ReleasePlan, for_device, plan_release
 from .errors import ConnectionLost, DeployError, HostKeyError, NotRunnable, Refused
-from .health import HealthSettings, MqttStatusWatch, wait_healthy
+from .health import PostSwitchCheck, MqttStatusWatch, wait_healthy
 from .inventory import Host
 from .ssh import SshHost, SshSettings
 
@@ -28,7 +28,7 @@ class DeployOptions:
     site_packages: str = "auto"          # auto | yes | no
     extras: Tuple[str, ...] = ()         # pip extras of the agent, e.g. ("opencv", "onnx")
     dry_run: bool = False
-    health: HealthSettings = HealthSettings()
+    health: PostSwitchCheck = PostSwitchCheck()
     attempts: int = 2                    # failed health gates before a release is refused
     force: bool = False                  # activate a refused release anyway
     validate: bool = True                # the release's `edgeagent validate` before the switch
