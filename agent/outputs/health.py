@@ -11,9 +11,8 @@ import time
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Callable, Dict, Optional
 
-from .reporter import BOOT_ID, to_json_bytes, utc_iso
+from ..wire import BOOT_ID, HEALTH_SCHEMA, to_json_bytes, utc_iso
 from ..stats import PipelineStats
-from ..wire import HEALTH_SCHEMA
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,8 @@ from .http_api import MAX_PIXELS, ApiError, TokenBucket, image_size, reply
 from ..inference import Inference
 from ..processing.decoders import build_decoder
 from ..processing.preprocess import Preprocessor
-from .reporter import RESULT_SCHEMA, ResultReporter, to_json_bytes
+from ..wire import RESULT_SCHEMA, to_json_bytes
+from .reporter import ResultReporter
 from .snapshot import annotate, encode_jpeg
 
 TEXT = "text/plain; charset=utf-8"

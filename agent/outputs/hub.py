@@ -7,7 +7,8 @@ from typing import Callable, Dict, Optional, Tuple
 
 from ..config.agent_config import AgentConfig
 from ..errors import OutputError
-from .reporter import LocalSequence, Payload, status_payload
+from ..wire import status_payload
+from .reporter import LocalSequence, Payload
 
 log = logging.getLogger(__name__)
 

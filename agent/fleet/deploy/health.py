@@ -22,6 +22,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Tuple
 
+from ... import wire
+
 log = logging.getLogger(__name__)
 
 
@@ -38,10 +40,10 @@ class PostSwitchCheck:
 class MqttStatusWatch:
     """Subscribed to ``<prefix>/<device>/#`` before the restart so nothing slips by unseen."""
 
-    def __init__(self, broker: Tuple[str, int], base: str) -> None:
+    def __init__(self, broker: Tuple[str, int], prefix: str, device_id: str) -> None:
         import paho.mqtt.client as paho   # the workstation has the agent's deps
-        self.topic = base + "/status"
-        self.base = base
+        self.topic = wire.topic(prefix, device_id, wire.STATUS)
+        self.base = "%s/%s" % (prefix, device_id)
         self._online = False
         self._seqs = []  # type: list   # (monotonic time, seq)
         self._lock = threading.Lock()
@@ -50,7 +52,8 @@ class MqttStatusWatch:
         else:
             self._client = paho.Client()
         self._client.on_message = self._on_message
-        self._client.on_connect = lambda client, *a: client.subscribe(base + "/#", 1)
+        self._client.on_connect = lambda client, *a: client.subscribe(
+            wire.topic(prefix, device_id, "#"), 1)
         self._client.connect(broker[0], broker[1], 30)
         self._client.loop_start()
 
@@ -63,7 +66,7 @@ class MqttStatusWatch:
             return
         with self._lock:
             if msg.topic == self.topic:
-                self._online = payload.get("state") == "online"
+                self._online = payload.get("state") == wire.ONLINE
             elif isinstance(payload.get("seq"), int) and not msg.retain:
                 self._seqs.append((time.monotonic(), payload["seq"]))
 
