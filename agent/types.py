@@ -95,6 +95,12 @@ class ImageTransform:
         return out
 
 
+def class_labels(names: Sequence[str], class_ids: Sequence[int]) -> Tuple[str, ...]:
+    """The label of each class id: its name in `names`, or the class id if unnamed. The one
+    place of that fallback: labelling (with_labels) and the result payload (agent.wire) use it."""
+    return tuple(names[i] if 0 <= i < len(names) else str(i) for i in (int(c) for c in class_ids))
+
+
 @dataclass(frozen=True, eq=False)
 class Detections:
     """Boxes in source-frame pixels [x1, y1, x2, y2], with scores and classes. Validated once."""
@@ -127,14 +133,8 @@ class Detections:
 
     def with_labels(self, names: Sequence[str]) -> "Detections":
         """The same detections, labelled from a class-name list (class id if unnamed)."""
-        labels = tuple(names[i] if 0 <= i < len(names) else str(i) for i in self.class_ids)
-        return Detections(self.boxes, self.scores, self.class_ids, labels)
-
-    def to_json(self) -> List[dict]:
-        labels = self.labels or tuple(str(i) for i in self.class_ids)
-        return [{"label": labels[i], "class_id": int(self.class_ids[i]),
-                 "score": round(float(self.scores[i]), 4),
-                 "box": [round(float(v), 1) for v in self.boxes[i]]} for i in range(len(self))]
+        return Detections(self.boxes, self.scores, self.class_ids,
+                          class_labels(names, self.class_ids))
 
 
 @dataclass(frozen=True, eq=False)
@@ -158,13 +158,8 @@ class Classifications:
         return len(self.scores)
 
     def with_labels(self, names: Sequence[str]) -> "Classifications":
-        labels = tuple(names[i] if 0 <= i < len(names) else str(i) for i in self.class_ids)
-        return Classifications(self.class_ids, self.scores, labels)
-
-    def to_json(self) -> List[dict]:
-        labels = self.labels or tuple(str(i) for i in self.class_ids)
-        return [{"label": labels[i], "class_id": int(self.class_ids[i]),
-                 "score": round(float(self.scores[i]), 4)} for i in range(len(self))]
+        """The same classes, labelled from a class-name list (class id if unnamed)."""
+        return Classifications(self.class_ids, self.scores, class_labels(names, self.class_ids))
 
 
 @dataclass(frozen=True, eq=False)

@@ -1,9 +1,17 @@
-"""The MQTT wire contract in code: topic names and the subscriber dedupe key (docs/mqtt.md).
+"""The MQTT wire contract in code (docs/mqtt.md): topic names, schema ids, timestamps, JSON
+bytes, the boot id, the status payload, the result payload's serialisation of Detections,
+Classifications and FrameResult, and the subscriber dedupe key.
 
 Every topic is `<prefix>/<device_id>/<leaf>`; `topic()` is the one place that builds it, and
-the leaf names below are the only spellings. Runs on devices too (Python 3.6)."""
+the leaf names below are the only spellings. Runs on devices (Python 3.6) and workstations:
+no numpy import here (values are read through their attributes)."""
 
-from typing import Any, Mapping, Optional, Tuple
+import datetime
+import json
+import uuid
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from . import __version__
 
 DEFAULT_PREFIX = "edgeagent"
 
@@ -28,6 +36,10 @@ STATUS_SCHEMA = "edgeagent/status/1"
 REPLY_SCHEMA = "edgeagent/command-reply/1"
 
 DedupeKey = Tuple[str, str, int]
+
+# New for each process start, in every result and health payload: subscribers dedupe on
+# (device_id, boot_id, seq) (docs/outbox.md)
+BOOT_ID = uuid.uuid4().hex
 
 
 def topic(prefix: str, device_id: str, leaf: str) -> str:
@@ -66,3 +78,68 @@ def dedupe_key(device_id: str, payload: Mapping[str, Any]) -> Optional[DedupeKey
         return None
     boot_id = payload.get("boot_id")
     return device_id, boot_id if isinstance(boot_id, str) else "", seq
+
+
+def utc_iso(ts: float) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-22T23:00:00.123Z."""
+    moment = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
+
+
+def to_json_bytes(payload: Dict) -> bytes:
+    """The payload encoding: compact JSON, UTF-8."""
+    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
+
+
+def status_payload(state: str, device_id: str, pipeline: str, backend: str, ts: float) -> bytes:
+    """The retained `status` payload (state: ONLINE | STOPPED | OFFLINE)."""
+    return to_json_bytes({"schema": STATUS_SCHEMA, "state": state, "device_id": device_id,
+                          "ts": utc_iso(ts), "version": __version__, "pipeline": pipeline,
+                          "backend": backend})
+
+
+def labels_of(found: Any) -> Tuple[str, ...]:
+    """Detections' or Classifications' labels; the class ids where they are unnamed."""
+    from .types import class_labels   # types imports numpy: only where results exist
+    return found.labels or class_labels((), found.class_ids)
+
+
+def detections_payload(detections: Any) -> List[dict]:
+    """The result payload's `detections` list."""
+    labels = labels_of(detections)
+    return [{"label": labels[i], "class_id": int(detections.class_ids[i]),
+             "score": round(float(detections.scores[i]), 4),
+             "box": [round(float(v), 1) for v in detections.boxes[i]]}
+            for i in range(len(detections))]
+
+
+def classifications_payload(classifications: Any) -> List[dict]:
+    """The result payload's `classifications` list, best first."""
+    labels = labels_of(classifications)
+    return [{"label": labels[i], "class_id": int(classifications.class_ids[i]),
+             "score": round(float(classifications.scores[i]), 4)}
+            for i in range(len(classifications))]
+
+
+def found_payload(found: Any) -> List[dict]:
+    """detections_payload or classifications_payload, whichever `found` is."""
+    if hasattr(found, "boxes"):
+        return detections_payload(found)
+    return classifications_payload(found)
+
+
+def frame_result_body(result: Any) -> Dict:
+    """A FrameResult's part of the result payload: ts, timing_ms, frame and what was found
+    (the reporter adds schema, device_id, boot_id, pipeline, model, backend and seq)."""
+    timing = {k: round(v, 2) for k, v in result.timing_ms.items()}
+    timing["total"] = round(sum(result.timing_ms.values()), 2)
+    body = {"ts": utc_iso(result.ts), "timing_ms": timing,
+            "frame": {"index": result.frame_index, "width": result.width,
+                      "height": result.height}}
+    if result.file:
+        body["frame"]["file"] = result.file
+    if result.detections is not None:
+        body["detections"] = detections_payload(result.detections)
+    if result.classifications is not None:
+        body["classifications"] = classifications_payload(result.classifications)
+    return body

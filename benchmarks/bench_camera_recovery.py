@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from agent.sources import CAMERA_LOST, open_recovering  # noqa: E402
-from streams import FfmpegStream, RtspStream  # noqa: E402
+from streams import FfmpegStream, RtspStream, next_frame  # noqa: E402
 
 DEFAULT_OUTAGES = "1,1,1,1,1,5,5,5,5,5,15,15,15,15,30,30,30,60,60,60"   # 20 outages, 1-60 s
 CAMERAS = {
@@ -29,15 +29,6 @@ CAMERAS = {
     "rtsp-tcp": lambda tmp: RtspStream(size=(160, 120), fps=15,
                                        log_path=os.path.join(tmp, "rtsp.log")),
 }
-
-
-def first_frame_after(source, after_mono, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        frame = source.read(timeout=0.1)
-        if frame is not None and frame.mono > after_mono:
-            return frame
-    return None
 
 
 def main() -> int:
@@ -51,7 +42,7 @@ def main() -> int:
         source = open_recovering(camera.url + "?open_timeout_ms=3000&read_timeout_ms=4000",
                                  stall_timeout_s=2.0)
         try:
-            if first_frame_after(source, 0.0, 30.0) is None:
+            if next_frame(source, 0.0, 30.0) is None:
                 print("%s: no first frame" % args.camera)
                 return 1
             for number, outage_s in enumerate(outages, 1):
@@ -63,7 +54,7 @@ def main() -> int:
                 time.sleep(max(0.0, outage_s - (time.monotonic() - dark)))
                 camera.start()
                 back = time.monotonic()
-                frame = first_frame_after(source, back, 30.0)
+                frame = next_frame(source, back, 30.0)
                 recovery = frame.mono - back if frame is not None else float("inf")
                 results.setdefault(outage_s, []).append(recovery)
                 print("[%2d/%d] %s outage %4.0f s: loss seen after %.2f s, frames again %.2f s "

@@ -27,7 +27,10 @@ sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "scripts")
 
 from agent import backends  # noqa: E402
 from agent.inference import Inference  # noqa: E402
-from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher  # noqa: E402
+from agent.mqtt.link import MqttLink  # noqa: E402
+from agent.mqtt.outbox import Outbox  # noqa: E402
+from agent.mqtt.publisher import Publisher  # noqa: E402
+from agent.mqtt.settings import MqttSettings  # noqa: E402
 from agent.pipeline import PipelineRunner  # noqa: E402
 from agent.config.pipeline_spec import load_pipeline  # noqa: E402
 from agent.outputs.reporter import ResultReporter  # noqa: E402

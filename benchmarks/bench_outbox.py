@@ -23,7 +23,10 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
 
-from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher  # noqa: E402
+from agent.mqtt.link import MqttLink  # noqa: E402
+from agent.mqtt.outbox import Outbox  # noqa: E402
+from agent.mqtt.publisher import Publisher  # noqa: E402
+from agent.mqtt.settings import MqttSettings  # noqa: E402
 from broker import Broker, paho_client  # noqa: E402
 
 WINDOW = 1000

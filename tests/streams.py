@@ -23,6 +23,26 @@ import time
 from typing import Optional, Tuple
 
 
+def next_frame(source, after_mono: float, timeout_s: float = 5.0):
+    """The first frame `source` captured after `after_mono`, or None within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        frame = source.read(timeout=0.1)
+        if frame is not None and frame.mono > after_mono:
+            return frame
+    return None
+
+
+def wait_until(predicate, timeout_s: float) -> bool:
+    """True once predicate() holds, False if it did not within timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

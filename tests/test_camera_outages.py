@@ -11,30 +11,11 @@ import time
 import pytest
 
 from agent.sources import CAMERA_LOST, RUNNING, open_recovering
-from streams import FfmpegStream, RtspStream
+from streams import FfmpegStream, RtspStream, next_frame, wait_until
 
 RECOVERY_S = 5.0           # the promise: frames again within 5 s of the camera's return
 STALL_TIMEOUT_S = 2.0      # how long a silent (UDP) camera may stay quiet before it is reopened
 SHORT, MEDIUM, LONG = 1.0, 5.0, 15.0
-
-
-def next_frame(source, after_mono, timeout_s):
-    """The first frame captured after `after_mono`, or None within timeout_s."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        frame = source.read(timeout=0.1)
-        if frame is not None and frame.mono > after_mono:
-            return frame
-    return None
-
-
-def wait_until(predicate, timeout_s):
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
 
 
 def summary(kind, outages, recoveries):

@@ -140,7 +140,7 @@ def test_mqtt_health_needs_online_status_and_an_advancing_seq_after_the_restart(
         base = "edgeagent/nano-01"
         pub.publish(base + "/status", json.dumps({"state": "online"}), qos=1,
                     retain=True).wait_for_publish()
-        watch = MqttStatusWatch(("127.0.0.1", broker.port), base)
+        watch = MqttStatusWatch(("127.0.0.1", broker.port), "edgeagent", "nano-01")
         try:
             restarted_at = time.monotonic()
             deadline = time.monotonic() + 5

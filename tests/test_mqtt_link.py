@@ -15,8 +15,11 @@ import time
 import pytest
 
 from agent.errors import ConfigError
-from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher
-from agent.mqtt.link import Backoff
+from agent.mqtt.link import MqttLink
+from agent.mqtt.outbox import Outbox
+from agent.mqtt.publisher import Publisher
+from agent.mqtt.settings import MqttSettings
+from agent.mqtt.link import reconnect_backoff
 from broker import Broker, Subscriber, dedupe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -89,7 +92,10 @@ def test_results_arrive_in_seq_order_and_status_goes_online_then_stopped(tmp_pat
 CHILD = r"""
 import json, logging, sys, time
 sys.path.insert(0, sys.argv[1])
-from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher
+from agent.mqtt.link import MqttLink
+from agent.mqtt.outbox import Outbox
+from agent.mqtt.publisher import Publisher
+from agent.mqtt.settings import MqttSettings
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 args = json.loads(sys.argv[2])
 settings = MqttSettings.from_dict({"host": "127.0.0.1", "port": args["port"], "keepalive_s": 5,
@@ -302,7 +308,7 @@ def test_unreachable_broker_retries_with_capped_backoff_and_one_warning(tmp_path
 ])
 def test_backoff_doubles_with_jitter_up_to_the_cap(initial, most, expected_ceilings):
     # given a backoff
-    backoff = Backoff(initial, most)
+    backoff = reconnect_backoff(initial, most)
     # when delays are drawn
     delays = [backoff.next_delay() for _ in expected_ceilings]
     # then each lies in [ceiling/2, ceiling] and the ceiling doubles up to the cap

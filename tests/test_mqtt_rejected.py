@@ -12,7 +12,10 @@ import logging
 
 import pytest
 
-from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher
+from agent.mqtt.link import MqttLink
+from agent.mqtt.outbox import Outbox
+from agent.mqtt.publisher import Publisher
+from agent.mqtt.settings import MqttSettings
 from broker import PAHO2, Broker, Subscriber, add_password
 
 DEVICE = "aclcam"

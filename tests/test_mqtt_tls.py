@@ -15,7 +15,10 @@ import time
 import pytest
 
 from agent.errors import ConfigError
-from agent.mqtt import MqttLink, MqttSettings, Outbox, Publisher
+from agent.mqtt.link import MqttLink
+from agent.mqtt.outbox import Outbox
+from agent.mqtt.publisher import Publisher
+from agent.mqtt.settings import MqttSettings
 from broker import PAHO2, Broker, Subscriber, add_password, free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

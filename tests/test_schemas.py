@@ -2,7 +2,6 @@
 (reporter, status, health) and the examples of docs/mqtt.md, and reject payloads that break
 the contract (a required field missing, a wrong type, a timestamp without milliseconds or Z)."""
 
-import copy
 import json
 
 import numpy as np
@@ -15,26 +14,10 @@ from agent.board.sensors import SystemSensors
 from agent.stats import PipelineStats
 from agent.types import (CAMERA_RUNNING, BackendInfo, CameraStatus, Classifications,
                          Detections, FrameResult)
+from payloads import (COMMAND_EXAMPLE, REPLY_ERROR, REPLY_OK, RESULT_EXAMPLE,  # noqa: F401
+                      STATUS_EXAMPLE, replaced, without)
 
 TIMING = {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3}
-# The example payloads that docs/mqtt.md gives, verbatim.
-RESULT_EXAMPLE = {
-    "schema": "edgeagent/result/1", "device_id": "nano-01",
-    "boot_id": "3f2a9c0d4e5b6a7f8091a2b3c4d5e6f7", "seq": 1234,
-    "ts": "2026-11-22T23:00:00.123Z", "frame": {"index": 567, "width": 1280, "height": 720},
-    "pipeline": "face-detect", "model": "face_detection_short_range", "backend": "tflite",
-    "timing_ms": {"preprocess": 1.2, "infer": 8.4, "postprocess": 0.3, "total": 10.9},
-    "detections": [{"label": "face", "class_id": 0, "score": 0.93, "box": [412.0, 96.5, 530.2, 241.7]}]}
-STATUS_EXAMPLE = {"schema": "edgeagent/status/1", "state": "online", "device_id": "nano-01",
-                  "ts": "2026-11-22T23:00:00.123Z", "version": "0.1.0", "pipeline": "face-detect",
-                  "backend": "tflite"}
-COMMAND_EXAMPLE = {"id": "5c1b0f7e", "name": "snapshot", "args": {}}
-REPLY_OK = {"schema": "edgeagent/command-reply/1", "id": "5c1b0f7e", "ok": True,
-            "result": {"bytes": 48213}}
-REPLY_ERROR = {"schema": "edgeagent/command-reply/1", "id": "5c1b0f7e", "ok": False,
-               "error": "unknown command 'reboot'; allowed: ping, reload, set_pipeline, snapshot"}
-
-
 OUTBOX_STATS = {"pending": 4, "dropped": 0, "bytes": 1200, "unstored": 0, "storage": "ok",
                 "storage_error": None, "rejected": 2, "last_reject_reason": "not authorized (0x87)",
                 "recovered": None}
@@ -163,26 +146,6 @@ def test_camera_part_of_a_plain_source_has_zero_counters():
                                      "uri": "images:///data/pics"}
 
 
-def without(payload, dotted):
-    broken = copy.deepcopy(payload)
-    *parents, leaf = dotted.split(".")
-    target = broken
-    for key in parents:
-        target = target[int(key)] if isinstance(target, list) else target[key]
-    del target[leaf]
-    return broken
-
-
-def replaced(payload, dotted, value):
-    broken = copy.deepcopy(payload)
-    *parents, leaf = dotted.split(".")
-    target = broken
-    for key in parents:
-        target = target[int(key)] if isinstance(target, list) else target[key]
-    target[int(leaf) if isinstance(target, list) else leaf] = value
-    return broken
-
-
 @pytest.mark.parametrize("field", ["schema", "device_id", "boot_id", "seq", "ts", "frame", "pipeline",
                                    "model", "backend", "timing_ms", "detections", "frame.index",
                                    "frame.width", "timing_ms.total", "detections.0.box",
@@ -253,74 +216,3 @@ def test_health_without_a_required_field_is_rejected(schema_validator, health_pa
                                           ("backend.name", "torch")])
 def test_health_with_a_wrong_value_is_rejected(schema_validator, health_payload, field, value):
     assert schema_validator.errors("health", replaced(health_payload, field, value))
-
-
-@pytest.mark.parametrize("name, payload", [
-    ("command", {"name": "snapshot"}), ("command", {"id": "1"}),
-    ("command", {"id": "1", "name": "Reboot Now"}), ("command", {"id": "1", "name": "x", "args": []}),
-    ("command", {"id": "has space", "name": "ping"}), ("command", {"id": "1", "name": "ping", "x": 1}),
-    ("command_reply", without(REPLY_OK, "schema")), ("command_reply", without(REPLY_OK, "id")),
-    ("command_reply", without(REPLY_OK, "ok")),
-    ("command_reply", without(REPLY_ERROR, "error")),               # a failure must say why
-    ("command_reply", replaced(REPLY_OK, "error", "but")),          # success has no error
-    ("command_reply", replaced(REPLY_OK, "ok", "yes")),
-    ("command_reply", replaced(REPLY_OK, "id", None)),              # only a refusal lacks an id
-])
-def test_bad_commands_and_replies_are_rejected(schema_validator, name, payload):
-    assert schema_validator.errors(name, payload)
-
-
-class Recorder:
-    def __init__(self):
-        self.calls = []
-
-    def handler(self, name):
-        def run(args):
-            self.calls.append(name)
-            return {"done": name} if name != "reload" else None
-        return run
-
-
-@pytest.mark.parametrize("command", [
-    {"id": "a1", "name": "ping"},
-    {"id": "a2", "name": "reload", "args": None},
-    {"id": "a3", "name": "snapshot", "args": {"quality": 80}},
-    {"id": "a4", "name": "set_pipeline", "args": {"pipeline": "face-detect"}},
-])
-def test_real_command_handler_accepts_schema_valid_commands_and_replies_validly(
-        schema_validator, command):
-    from agent.outputs.remote_commands import ARGUMENTS, CommandHandler
-    # given a schema-valid command and the agent's handler with recording actions
-    schema_validator.validate("command", command)
-    replies, actions = [], Recorder()
-    handler = CommandHandler({n: actions.handler(n) for n in ARGUMENTS}, replies.append,
-                             lambda name: None)
-    # when it arrives / then it runs, and the reply fits its schema and names the command
-    handler.on_message("edgeagent/dev/command", json.dumps(command).encode("utf-8"))
-    reply = schema_validator.validate("command_reply", replies[-1])
-    assert reply["ok"] and reply["id"] == command["id"] and actions.calls == [command["name"]]
-
-
-# (payload, whether the command schema already rejects it: it checks the shape, while the
-# allow-list and each command's arguments are the handler's to check)
-@pytest.mark.parametrize("payload, shape_is_wrong", [
-    (b"not json", True), (b'{"id": "b2", "name": "ping", "x": 1}', True),
-    (b'{"name": "ping"}', True), (b'{"id": "b 5", "name": "ping"}', True),
-    (b'{"id": "b1", "name": "reboot"}', False),
-    (b'{"id": "b3", "name": "snapshot", "args": {"quality": 5}}', False),
-    (b'{"id": "b4", "name": "set_pipeline", "args": {}}', False),
-])
-def test_real_command_handler_refusals_fit_the_reply_schema(schema_validator, payload,
-                                                            shape_is_wrong):
-    from agent.outputs.remote_commands import ARGUMENTS, CommandHandler
-    replies, actions = [], Recorder()
-    handler = CommandHandler({n: actions.handler(n) for n in ARGUMENTS}, replies.append,
-                             lambda name: None)
-    handler.on_message("edgeagent/dev/command", payload)
-    reply = schema_validator.validate("command_reply", replies[-1])
-    assert reply["ok"] is False and reply["error"] and actions.calls == []
-    try:
-        wrong = bool(schema_validator.errors("command", json.loads(payload.decode("utf-8"))))
-    except ValueError:
-        wrong = True                  # not JSON at all
-    assert wrong == shape_is_wrong

@@ -9,6 +9,7 @@ from .checks import (need_bool, need_choice, need_mapping, need_number, need_str
                      where)
 from .dashboards_config import (HomeAssistantSettings, HttpSettings, SnapshotSettings,
                                 homeassistant_settings, http_settings, snapshot_settings)
+from .defaults import reader
 from ..errors import ConfigError
 from ..mqtt.settings import MqttSettings, OutboxSettings
 from .profiles import BACKEND_KEYS
@@ -91,8 +92,7 @@ def config_from_dict(data: Any, path: str) -> AgentConfig:
         mqtt=MqttSettings.from_dict(data.get("mqtt"), path),
         outbox=OutboxSettings.from_dict(data.get("outbox"), path),
         output=_output(_section(data, "output", ("policy", "interval_s"), path), path),
-        health=HealthSettings(need_number(_section(data, "health", ("interval_s",), path).get(
-            "interval_s", 10.0), path, "health.interval_s", 0.5, 3600)),
+        health=_health(_section(data, "health", ("interval_s",), path), path),
         camera=_camera(_section(data, "camera", ("stall_timeout_s", "loop", "reconnect_initial_s",
                                                  "reconnect_max_s"), path), path),
         commands_enabled=need_bool(commands.get("enabled", False), path, "commands.enabled"),
@@ -127,23 +127,31 @@ def _device_id(value: Any, path: str) -> str:
 
 
 def _output(section: Mapping, path: str) -> OutputSettings:
+    get = reader(section, OutputSettings)   # absent keys: the field defaults
     return OutputSettings(
-        policy=need_choice(section.get("policy", "every_frame"), POLICIES, path, "output.policy"),
-        interval_s=need_number(section.get("interval_s", 1.0), path, "output.interval_s", 0.01))
+        policy=need_choice(get("policy"), POLICIES, path, "output.policy"),
+        interval_s=need_number(get("interval_s"), path, "output.interval_s", 0.01))
+
+
+def _health(section: Mapping, path: str) -> HealthSettings:
+    get = reader(section, HealthSettings)   # absent keys: the field defaults
+    return HealthSettings(need_number(get("interval_s"), path, "health.interval_s", 0.5, 3600))
 
 
 def _camera(section: Mapping, path: str) -> CameraSettings:
+    get = reader(section, CameraSettings)   # absent keys: the field defaults
     return CameraSettings(
-        stall_timeout_s=need_number(section.get("stall_timeout_s", 5.0), path,
+        stall_timeout_s=need_number(get("stall_timeout_s"), path,
                                     "camera.stall_timeout_s", 0.5, 600),
-        loop=need_bool(section.get("loop", False), path, "camera.loop"),
+        loop=need_bool(get("loop"), path, "camera.loop"),
         **_reconnect(section, path))
 
 
 def _reconnect(section: Mapping, path: str) -> dict:
-    initial = need_number(section.get("reconnect_initial_s", 0.2), path,
+    get = reader(section, CameraSettings)   # absent keys: the field defaults
+    initial = need_number(get("reconnect_initial_s"), path,
                           "camera.reconnect_initial_s", 0.01, 60)
-    cap = need_number(section.get("reconnect_max_s", 2.0), path, "camera.reconnect_max_s",
+    cap = need_number(get("reconnect_max_s"), path, "camera.reconnect_max_s",
                       0.01, 60)
     if initial > cap:
         raise ConfigError("%s = %s: must not exceed camera.reconnect_max_s (%s)" % (

@@ -7,6 +7,7 @@ from typing import Any, Mapping, Optional, Tuple
 
 from .checks import (need_bool, need_int, need_list, need_mapping, need_number, need_str,
                      reject_unknown, where)
+from .defaults import reader
 from ..errors import ConfigError
 
 HA_KEYS = ("discovery", "prefix", "labels", "occupancy_hold_s")
@@ -55,22 +56,24 @@ class SnapshotSettings:
 
 def homeassistant_settings(value: Any, path: str) -> HomeAssistantSettings:
     d = _section(value, path, "homeassistant", HA_KEYS)
-    prefix = need_str(d.get("prefix", "homeassistant"), path, "homeassistant.prefix")
+    get = reader(d, HomeAssistantSettings)   # absent keys: the field defaults
+    prefix = need_str(get("prefix"), path, "homeassistant.prefix")
     if any(c in prefix for c in "#+") or prefix.startswith("/") or prefix.endswith("/"):
         raise ConfigError("%s = %r: must not contain # or + nor start or end with /" % (
             where(path, "homeassistant.prefix"), prefix))
     labels = d.get("labels")
     return HomeAssistantSettings(
-        discovery=need_bool(d.get("discovery", False), path, "homeassistant.discovery"),
+        discovery=need_bool(get("discovery"), path, "homeassistant.discovery"),
         prefix=prefix,
         labels=None if labels is None else _labels(labels, path, "homeassistant.labels"),
-        occupancy_hold_s=need_number(d.get("occupancy_hold_s", 5.0), path,
+        occupancy_hold_s=need_number(get("occupancy_hold_s"), path,
                                      "homeassistant.occupancy_hold_s", 0.5, 3600))
 
 
 def http_settings(value: Any, path: str) -> HttpSettings:
     """`http:` with a port switches the endpoint on unless `enabled: false`."""
     d = _section(value, path, "http", HTTP_KEYS)
+    get = reader(d, HttpSettings)   # absent keys: the field defaults
     enabled = need_bool(d.get("enabled", "port" in d), path, "http.enabled")
     if enabled and importlib.util.find_spec("prometheus_client") is None:
         raise ConfigError("%s: the HTTP endpoint's /metrics needs prometheus_client, which is not "
@@ -78,24 +81,25 @@ def http_settings(value: Any, path: str) -> HttpSettings:
                           % where(path, "http"))
     return HttpSettings(
         enabled=enabled,
-        port=need_int(d.get("port", 8080), path, "http.port", 1, 65535),
-        address=need_str(d.get("address", "127.0.0.1"), path, "http.address"),
-        infer=need_bool(d.get("infer", True), path, "http.infer"),
-        max_body_bytes=need_int(d.get("max_body_bytes", 8 * 1024 * 1024), path,
+        port=need_int(get("port"), path, "http.port", 1, 65535),
+        address=need_str(get("address"), path, "http.address"),
+        infer=need_bool(get("infer"), path, "http.infer"),
+        max_body_bytes=need_int(get("max_body_bytes"), path,
                                 "http.max_body_bytes", 1024, 256 * 1024 * 1024),
-        infer_per_s=need_number(d.get("infer_per_s", 5.0), path, "http.infer_per_s", 0.01, 1000),
-        healthy_within_s=need_number(d.get("healthy_within_s", 10.0), path,
+        infer_per_s=need_number(get("infer_per_s"), path, "http.infer_per_s", 0.01, 1000),
+        healthy_within_s=need_number(get("healthy_within_s"), path,
                                      "http.healthy_within_s", 0.5, 3600))
 
 
 def snapshot_settings(value: Any, path: str) -> SnapshotSettings:
     d = _section(value, path, "snapshots", SNAPSHOT_KEYS)
+    get = reader(d, SnapshotSettings)   # absent keys: the field defaults
     return SnapshotSettings(
         labels=_labels(d.get("labels", []), path, "snapshots.labels"),
-        min_interval_s=need_number(d.get("min_interval_s", 60.0), path,
+        min_interval_s=need_number(get("min_interval_s"), path,
                                    "snapshots.min_interval_s", 1.0, 86400),
-        min_score=need_number(d.get("min_score", 0.5), path, "snapshots.min_score", 0.0, 1.0),
-        quality=need_int(d.get("quality", 80), path, "snapshots.quality", 10, 100))
+        min_score=need_number(get("min_score"), path, "snapshots.min_score", 0.0, 1.0),
+        quality=need_int(get("quality"), path, "snapshots.quality", 10, 100))
 
 
 def _section(value: Any, path: str, key: str, allowed) -> Mapping:

@@ -11,7 +11,7 @@ import os
 import sys
 import threading
 
-from ..outputs.reporter import utc_iso
+from ..wire import utc_iso
 
 PRIORITY = {logging.DEBUG: 7, logging.INFO: 6, logging.WARNING: 4, logging.ERROR: 3,
             logging.CRITICAL: 2}

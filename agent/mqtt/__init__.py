@@ -7,12 +7,9 @@
     publisher.submit(settings.topic(device_id, "results"), make_payload, settings.qos)
 
 See docs/mqtt.md for the guarantees.
+
+The package imports nothing eagerly: the config reader imports agent.mqtt.settings on
+machines without paho-mqtt, so the link, outbox and publisher are imported from their modules
+(agent.mqtt.link, agent.mqtt.outbox, agent.mqtt.publisher) where used.
 """
 
-from .link import MqttLink
-from .outbox import Outbox, OutboxMessage
-from .publisher import Publisher
-from .settings import MqttSettings, OutboxSettings, ReconnectSettings, TlsSettings
-
-__all__ = ["MqttLink", "MqttSettings", "Outbox", "OutboxMessage", "OutboxSettings", "Publisher",
-           "ReconnectSettings", "TlsSettings"]

@@ -15,13 +15,13 @@ clearly, and retried at the longest backoff (a broker certificate may be fixed w
 """
 
 import logging
-import random
 import socket
 import ssl
 import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from ..backoff import Backoff
 from . import paho_compat
 from . import tls
 from .settings import MqttSettings
@@ -33,24 +33,10 @@ StatusPayload = Callable[[str], bytes]     # state ("online"/"offline"/"stopped"
 MessageCallback = Callable[[str, bytes], None]
 
 
-class Backoff:
-    """Exponential backoff with full jitter: a fleet does not reconnect in lockstep."""
-
-    def __init__(self, initial_s: float, max_s: float, rng: Optional[random.Random] = None) -> None:
-        self.initial_s, self.max_s = initial_s, max_s
-        self._ceiling = initial_s
-        self._rng = rng or random.Random()
-
-    def next_delay(self) -> float:
-        delay = self._rng.uniform(self._ceiling / 2.0, self._ceiling)
-        self._ceiling = min(self._ceiling * 2.0, self.max_s)
-        return delay
-
-    def longest(self) -> None:
-        self._ceiling = self.max_s
-
-    def reset(self) -> None:
-        self._ceiling = self.initial_s
+def reconnect_backoff(initial_s: float, max_s: float) -> Backoff:
+    """Full jitter below each ceiling ([ceiling/2, ceiling]): a fleet does not reconnect in
+    lockstep."""
+    return Backoff(initial_s, max_s, jitter=0.5, only_shorter=True)
 
 
 class MqttLink:
@@ -79,7 +65,7 @@ class MqttLink:
         self._connected = threading.Event()
         self._session_over = threading.Event()
         self._stopping = threading.Event()
-        self._backoff = Backoff(settings.reconnect.initial_s, settings.reconnect.max_s)
+        self._backoff = reconnect_backoff(settings.reconnect.initial_s, settings.reconnect.max_s)
         self.failure = None                    # type: Optional[str]
         self.last_error = None                 # type: Optional[str]
         self._thread = threading.Thread(target=self._run, name="mqtt-link", daemon=True)

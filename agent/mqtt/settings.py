@@ -13,6 +13,7 @@ from typing import Any, Mapping, Optional
 
 from ..config.checks import (need_bool, need_choice, need_int, need_mapping, need_number, need_str,
                       reject_unknown, where)
+from ..config.defaults import reader
 from ..errors import ConfigError
 from .. import wire
 
@@ -43,7 +44,7 @@ class MqttSettings:
     enabled: bool = True
     host: str = "localhost"
     port: int = 1883
-    prefix: str = "edgeagent"
+    prefix: str = wire.DEFAULT_PREFIX
     client_id: Optional[str] = None   # None: edgeagent-<device_id>
     qos: int = 1                      # QoS of results
     protocol: str = "3.1.1"
@@ -65,21 +66,22 @@ class MqttSettings:
     def from_dict(cls, d: Optional[Mapping], path: str) -> "MqttSettings":
         d = need_mapping({} if d is None else d, path, "mqtt")
         reject_unknown(d, MQTT_KEYS, path, "mqtt.")
+        get = reader(d, cls)   # absent keys: the field defaults
         password, source = _password(d, path)
         username = _opt_str(d, "username", path)
         if password is not None and username is None:
             raise ConfigError("%s: a password is set but mqtt.username is not; MQTT sends a password "
                               "only with a user name: set mqtt.username" % path)
-        port = need_int(d.get("port", 1883), path, "mqtt.port", 1, 65535)
+        port = need_int(get("port"), path, "mqtt.port", 1, 65535)
         return cls(
-            enabled=need_bool(d.get("enabled", True), path, "mqtt.enabled"),
-            host=need_str(d.get("host", "localhost"), path, "mqtt.host"),
+            enabled=need_bool(get("enabled"), path, "mqtt.enabled"),
+            host=need_str(get("host"), path, "mqtt.host"),
             port=port,
-            prefix=_prefix(d.get("prefix", "edgeagent"), path),
+            prefix=_prefix(get("prefix"), path),
             client_id=_opt_str(d, "client_id", path),
-            qos=need_choice(d.get("qos", 1), (0, 1, 2), path, "mqtt.qos"),
-            protocol=need_choice(str(d.get("protocol", "3.1.1")), PROTOCOLS, path, "mqtt.protocol"),
-            keepalive_s=need_int(d.get("keepalive_s", 30), path, "mqtt.keepalive_s", 5, 3600),
+            qos=need_choice(get("qos"), (0, 1, 2), path, "mqtt.qos"),
+            protocol=need_choice(str(get("protocol")), PROTOCOLS, path, "mqtt.protocol"),
+            keepalive_s=need_int(get("keepalive_s"), path, "mqtt.keepalive_s", 5, 3600),
             tls=_tls(d.get("tls"), path),
             username=username, password=password, password_source=source,
             reconnect=_reconnect(d.get("reconnect"), path))
@@ -99,11 +101,12 @@ class OutboxSettings:
     def from_dict(cls, d: Optional[Mapping], path: str) -> "OutboxSettings":
         d = need_mapping({} if d is None else d, path, "outbox")
         reject_unknown(d, OUTBOX_KEYS, path, "outbox.")
+        get = reader(d, cls)   # absent keys: the field defaults
         return cls(
             path=_opt_str(d, "path", path, "outbox."),
-            max_messages=need_int(d.get("max_messages", 100000), path, "outbox.max_messages", 1),
-            max_bytes=need_int(d.get("max_bytes", 100 * 1024 * 1024), path, "outbox.max_bytes", 1024),
-            commit_interval_ms=need_int(d.get("commit_interval_ms", 200), path,
+            max_messages=need_int(get("max_messages"), path, "outbox.max_messages", 1),
+            max_bytes=need_int(get("max_bytes"), path, "outbox.max_bytes", 1024),
+            commit_interval_ms=need_int(get("commit_interval_ms"), path,
                                         "outbox.commit_interval_ms", 1, 60000))
 
 
@@ -123,8 +126,9 @@ def _prefix(value: Any, path: str) -> str:
 def _reconnect(value: Any, path: str) -> ReconnectSettings:
     d = need_mapping({} if value is None else value, path, "mqtt.reconnect")
     reject_unknown(d, RECONNECT_KEYS, path, "mqtt.reconnect.")
-    initial = need_number(d.get("initial_s", 0.5), path, "mqtt.reconnect.initial_s", 0.01, 3600)
-    most = need_number(d.get("max_s", 60), path, "mqtt.reconnect.max_s", initial, 3600)
+    get = reader(d, ReconnectSettings)   # absent keys: the field defaults
+    initial = need_number(get("initial_s"), path, "mqtt.reconnect.initial_s", 0.01, 3600)
+    most = need_number(get("max_s"), path, "mqtt.reconnect.max_s", initial, 3600)
     return ReconnectSettings(initial, most)
 
 
@@ -133,6 +137,7 @@ def _tls(value: Any, path: str) -> Optional[TlsSettings]:
         return None
     d = need_mapping(value, path, "mqtt.tls")
     reject_unknown(d, TLS_KEYS, path, "mqtt.tls.")
+    get = reader(d, TlsSettings)   # absent keys: the field defaults
     files = {key: _opt_str(d, key, path, "mqtt.tls.") for key in ("ca_file", "cert_file", "key_file")}
     for key, file_path in files.items():
         if file_path is not None and not os.path.isfile(file_path):
@@ -142,7 +147,7 @@ def _tls(value: Any, path: str) -> Optional[TlsSettings]:
                           "for client certificates, or neither" % path)
     if files["key_file"] is not None:
         _refuse_shared_secret(files["key_file"], path, "mqtt.tls.key_file")
-    return TlsSettings(insecure=need_bool(d.get("insecure", False), path, "mqtt.tls.insecure"),
+    return TlsSettings(insecure=need_bool(get("insecure"), path, "mqtt.tls.insecure"),
                        **files)
 
 

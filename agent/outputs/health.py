@@ -12,10 +12,13 @@ import time
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Callable, Dict, Optional
 
-from .reporter import BOOT_ID, to_json_bytes, utc_iso
+from ..wire import BOOT_ID, HEALTH_SCHEMA, to_json_bytes, utc_iso
 from ..stats import PipelineStats
+<<<<<<< HEAD
 from ..types import CAMERA_LOST as CAMERA_STATE_LOST, CameraStatus
 from ..wire import HEALTH_SCHEMA
+=======
+>>>>>>> h-wire
 
 log = logging.getLogger(__name__)
 

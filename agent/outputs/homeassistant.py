@@ -20,17 +20,18 @@ import threading
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Callable, Dict, List, Optional, Tuple
 
-from .. import __version__
+from .. import __version__, wire
 from ..config.dashboards_config import HomeAssistantSettings
+from ..types import CAMERA_LOST
 
 log = logging.getLogger(__name__)
 
 MARKER_FILE = "homeassistant-discovery.json"   # in state_dir: which topic we published to
 REPUBLISH_JITTER_S = 3.0
 RETRY_S = 1.0
-DEGRADED_STATES = ("camera_lost", "degraded")
+DEGRADED_STATES = (CAMERA_LOST, "degraded")   # health states shown as a problem
 OCCUPANCY_LEAF = "occupancy"
-SNAPSHOT_LEAF = "snapshot"
+SNAPSHOT_LEAF = wire.SNAPSHOT
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ def _slug(text: str) -> str:
 def discovery_payload(info: DiscoveryInput) -> Dict[str, object]:
     node = node_id(info.device_id)
     base = "edgeagent_%s" % _slug(node)
-    status = info.topic("status")
+    status = info.topic(wire.STATUS)
     components = {}          # type: Dict[str, Dict[str, object]]
 
     def add(key: str, platform: str, name: str, **options) -> None:
@@ -75,10 +76,10 @@ def discovery_payload(info: DiscoveryInput) -> Dict[str, object]:
         components[key] = entity
 
     for key, name, options in _health_sensors(info):
-        add(key, "sensor", name, state_topic=info.topic("health"), **options)
+        add(key, "sensor", name, state_topic=info.topic(wire.HEALTH), **options)
     expire = int(max(30, 3 * info.health_interval_s))
     add("problem", "binary_sensor", "Problem", device_class="problem",
-        entity_category="diagnostic", state_topic=info.topic("health"), expire_after=expire,
+        entity_category="diagnostic", state_topic=info.topic(wire.HEALTH), expire_after=expire,
         value_template="{{ 'ON' if value_json.state in %s else 'OFF' }}" % (
             list(DEGRADED_STATES),))
     for label in info.labels:
@@ -88,7 +89,7 @@ def discovery_payload(info: DiscoveryInput) -> Dict[str, object]:
     add("snapshot", "image", "Snapshot", image_topic=info.topic(SNAPSHOT_LEAF),
         content_type="image/jpeg")
     if info.commands:
-        command = info.topic("command")
+        command = info.topic(wire.COMMAND)
         add("take_snapshot", "button", "Take snapshot", command_topic=command, qos=1,
             payload_press=_command("ha-snapshot", "snapshot"), icon="mdi:camera")
         add("reload", "button", "Reload", command_topic=command, qos=1,

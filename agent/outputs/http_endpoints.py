@@ -18,7 +18,7 @@ from .http_api import MAX_PIXELS, ApiError, TokenBucket, image_size, reply
 from ..inference import Inference
 from ..processing.decoders import build_decoder
 from ..processing.preprocess import Preprocessor
-from .reporter import RESULT_SCHEMA, ResultReporter, to_json_bytes
+from ..wire import RESULT_SCHEMA, frame_result_body, to_json_bytes
 from .snapshot import annotate, encode_jpeg
 
 TEXT = "text/plain; charset=utf-8"
@@ -85,7 +85,7 @@ class InferEndpoint:
         frame = make_frame(image, 0)
         with self._lock:
             result = self._inference(frame)
-        body = ResultReporter._body(result)   # the same payload body the results topic gets
+        body = frame_result_body(result)   # the same payload body the results topic gets
         body.setdefault("detections" if result.classifications is None else "classifications", [])
         return to_json_bytes(dict(self._base, **body))
 

@@ -8,7 +8,8 @@ from typing import Dict, Optional
 
 from ..config.agent_config import AgentConfig
 from ..errors import OutputError
-from .reporter import LocalSequence, Payload, status_payload
+from ..wire import status_payload
+from .reporter import LocalSequence, Payload
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,9 @@ class Outputs:
         if not config.mqtt.enabled:
             log.info("mqtt disabled: results go to --print only")
             return self
-        from ..mqtt import MqttLink, Outbox, Publisher   # paho is imported only when used
+        from ..mqtt.link import MqttLink   # paho is imported only when used
+        from ..mqtt.outbox import Outbox
+        from ..mqtt.publisher import Publisher
         outbox_path = config.outbox.path_in(config.state_dir)
         try:
             outbox = Outbox(outbox_path, config.outbox.max_messages, config.outbox.max_bytes,

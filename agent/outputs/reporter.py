@@ -3,35 +3,19 @@
 `seq` is not known here: it is assigned where results are stored (the outbox), so the payload is
 built by a function of seq that the sink calls."""
 
-import datetime
-import json
 import logging
-import uuid
 from typing import Callable, Dict, Optional, Tuple
 
-from .. import __version__
 from ..types import FrameResult
-from ..wire import RESULT_SCHEMA, STATUS_SCHEMA  # noqa: F401 - re-exported
+from ..wire import (BOOT_ID, RESULT_SCHEMA, STATUS_SCHEMA, frame_result_body,  # noqa: F401
+                    labels_of, status_payload, to_json_bytes, utc_iso)  # re-exported
 
 log = logging.getLogger(__name__)
 
-# New for each process start, in every result and health payload: subscribers dedupe on
-# (device_id, boot_id, seq) (docs/outbox.md)
-BOOT_ID = uuid.uuid4().hex
 Payload = Callable[[int], bytes]
 # sink(make_payload) -> seq, or None when the result could not be stored; the MQTT publisher's
 # submit, or a local counter
 Sink = Callable[[Payload], Optional[int]]
-
-
-def utc_iso(ts: float) -> str:
-    """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-22T23:00:00.123Z."""
-    moment = datetime.datetime.fromtimestamp(ts, datetime.timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + "%03dZ" % (moment.microsecond // 1000)
-
-
-def to_json_bytes(payload: Dict) -> bytes:
-    return json.dumps(payload, separators=(",", ":")).encode("utf-8")
 
 
 class ResultReporter:
@@ -85,23 +69,12 @@ class ResultReporter:
 
     @staticmethod
     def _body(result: FrameResult) -> Dict:
-        timing = {k: round(v, 2) for k, v in result.timing_ms.items()}
-        timing["total"] = round(sum(result.timing_ms.values()), 2)
-        body = {"ts": utc_iso(result.ts), "timing_ms": timing,
-                "frame": {"index": result.frame_index, "width": result.width,
-                          "height": result.height}}
-        if result.file:
-            body["frame"]["file"] = result.file
-        if result.detections is not None:
-            body["detections"] = result.detections.to_json()
-        if result.classifications is not None:
-            body["classifications"] = result.classifications.to_json()
-        return body
+        return frame_result_body(result)
 
 
 def _content_key(result: FrameResult) -> Tuple:
     found = result.detections if result.detections is not None else result.classifications
-    labels = found.labels or tuple(str(i) for i in found.class_ids)
+    labels = labels_of(found)
     if result.classifications is not None:
         return tuple(labels[:1])      # the top class changing is what matters
     return tuple(sorted(labels))
@@ -117,9 +90,3 @@ class LocalSequence:
         seq, self._next = self._next, self._next + 1
         make_payload(seq)
         return seq
-
-
-def status_payload(state: str, device_id: str, pipeline: str, backend: str, ts: float) -> bytes:
-    return to_json_bytes({"schema": STATUS_SCHEMA, "state": state, "device_id": device_id,
-                          "ts": utc_iso(ts), "version": __version__, "pipeline": pipeline,
-                          "backend": backend})

@@ -22,7 +22,9 @@ from .csi import check_gstreamer, open_csi
 from .file import FileSource
 from .images import ImageDirSource
 from .picam import import_picamera2, open_picam
-from .recovery import CAMERA_LOST, RUNNING, STOPPED, Backoff, RecoveringSource
+from ..backoff import Backoff
+from ..types import CAMERA_LOST, CAMERA_RUNNING, CAMERA_STOPPED
+from .recovery import RUNNING, STOPPED, RecoveringSource
 from .stream import open_stream
 from .synthetic import open_synthetic
 from .uri import STREAM_SCHEMES, SUPPORTED_SCHEMES, SourceSpec, parse_uri
@@ -30,6 +32,7 @@ from .v4l2 import open_v4l2
 
 __all__ = ["open_source", "open_recovering", "check_source", "is_live", "parse_uri", "SourceSpec",
            "RecoveringSource", "Backoff", "RUNNING", "CAMERA_LOST", "STOPPED",
+           "CAMERA_RUNNING", "CAMERA_STOPPED",
            "SUPPORTED_SCHEMES"]
 
 _OPENERS = {

@@ -14,48 +14,23 @@ drops; its end is a clean end: state becomes "stopped" and read() returns None.
 """
 
 import logging
-import random
 import threading
 import time
 from dataclasses import replace  # novm: the dataclasses backport serves 3.6
 from typing import Callable, Optional
 
+from ..backoff import Backoff
 from ..errors import SourceError
-from ..types import CameraStatus, Frame, Source
+from ..types import CAMERA_LOST, CAMERA_RUNNING, CAMERA_STOPPED, CameraStatus, Frame, Source
 
 log = logging.getLogger(__name__)
 
-RUNNING = "running"
-CAMERA_LOST = "camera_lost"
-STOPPED = "stopped"
+# the old names of the camera states (agent.types is their home)
+RUNNING, STOPPED = CAMERA_RUNNING, CAMERA_STOPPED
 
 _LOST, _ENDED = "lost", "ended"
 BACKOFF_INITIAL_S = 0.2      # first retry after a loss
 BACKOFF_MAX_S = 2.0          # retries never wait longer (camera.reconnect_max_s)
-
-
-class Backoff:
-    """Delays initial, 2*initial, 4*initial ... each scaled by 1 +- jitter, never above max_s
-    (at the cap the jitter only shortens: a fleet still spreads its reconnects)."""
-
-    def __init__(self, initial_s: float, max_s: float, jitter: float,
-                 rng: Callable[[], float] = random.random) -> None:
-        if not 0 < initial_s <= max_s or not 0 <= jitter < 1:
-            raise ValueError("backoff needs 0 < initial_s <= max_s and 0 <= jitter < 1, got "
-                             "%s, %s, %s" % (initial_s, max_s, jitter))
-        self.initial_s = initial_s
-        self.max_s = max_s
-        self.jitter = jitter
-        self._rng = rng
-        self._attempt = 0
-
-    def next_delay(self) -> float:
-        base = min(self.max_s, self.initial_s * 2 ** min(self._attempt, 32))
-        self._attempt += 1
-        return min(self.max_s, base * (1.0 + self.jitter * (2.0 * self._rng() - 1.0)))
-
-    def reset(self) -> None:
-        self._attempt = 0
 
 
 class RecoveringSource:
@@ -100,7 +75,7 @@ class RecoveringSource:
         self._inner = None                   # type: Optional[Source]
         self._lost_at = None                 # type: Optional[float]
         first = self._try_open()
-        self._state = RUNNING if first is not None else CAMERA_LOST
+        self._state = CAMERA_RUNNING if first is not None else CAMERA_LOST
         if first is None:
             self._lost_at = clock()
         self._thread = threading.Thread(target=self._run, args=(first,),
@@ -144,10 +119,10 @@ class RecoveringSource:
             # an open in progress may take its open timeout; the daemon thread closes what it
             # opened when that returns, so a stop is not held up by a dead camera
             self._thread.join(1.0)
-        self._state = STOPPED
+        self._state = CAMERA_STOPPED
 
     def _has_news(self) -> bool:
-        return (self._slot is not None or self._state == STOPPED or self._stop.is_set()
+        return (self._slot is not None or self._state == CAMERA_STOPPED or self._stop.is_set()
                 or self._final_error is not None)
 
     def _run(self, source: Optional[Source]) -> None:
@@ -166,7 +141,7 @@ class RecoveringSource:
             if source is not None:
                 self._close_inner(source)
             with self._cond:
-                self._state = STOPPED
+                self._state = CAMERA_STOPPED
                 self._cond.notify_all()
 
     def _reopen(self) -> Optional[Source]:
@@ -238,7 +213,7 @@ class RecoveringSource:
     def _recovered(self) -> None:
         self.reconnects += 1
         self._backoff.reset()
-        self._state = RUNNING
+        self._state = CAMERA_RUNNING
         down_s = self._clock() - self._lost_at if self._lost_at is not None else 0.0
         log.info("%s: camera back after %.1f s (reconnect %d)", self.uri, down_s, self.reconnects)
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import backends
 from ..errors import BackendUnavailable, ConfigError, ModelError
-from ..outputs.reporter import to_json_bytes
+from ..wire import found_payload, to_json_bytes
 
 if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `bench` runs
     from ..config.pipeline_spec import PipelineSpec  # noqa: F401
@@ -126,7 +126,7 @@ def bench_row(spec: "PipelineSpec", key: str, options: Dict, precision: str,
                                  cv2.IMREAD_COLOR)
             _, result = inference.finish(inference.infer(inference.prepare(make_frame(image, i))))
             found = result.detections if result.detections is not None else result.classifications
-            to_json_bytes({"frame": i, "results": found.to_json() if found is not None else []})
+            to_json_bytes({"frame": i, "results": found_payload(found) if found is not None else []})
             t2, c2 = time.monotonic(), time.process_time()
             if i >= warmup:
                 infer_ms.append((t1 - t0) * 1e3)

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Optional
 from ...errors import ConfigError
 from .artifacts import Bundle, Hasher, build_wheel, make_bundle
 from .errors import DOWN_EXIT_CODE, DeployError
-from .health import HealthSettings
+from .health import PostSwitchCheck
 from .host_deploy import DOWN, DeployOptions, HostDeploy
 from .inventory import Host, is_file_ref, load_inventory, local_file, parse_host_spec
 from .rollout import format_table, parse_serial, run_rollout
@@ -177,7 +177,7 @@ def _options(args: argparse.Namespace) -> DeployOptions:
                              ("--max-fail", args.max_fail, 0), ("--attempts", args.attempts, 1)):
         if value is not None and value < low:
             raise ConfigError("%s %s: must be >= %d" % (name, value, low))
-    health = HealthSettings(service=args.service, timeout_s=args.health_timeout,
+    health = PostSwitchCheck(service=args.service, timeout_s=args.health_timeout,
                             settle_s=args.health_settle, cmd=args.health_cmd,
                             mqtt=_broker(args.health_mqtt))
     return DeployOptions(keep=args.keep, restart=not args.no_restart, sudo=not args.no_sudo,

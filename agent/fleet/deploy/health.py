@@ -22,11 +22,13 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Tuple
 
+from ... import wire
+
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class HealthSettings:
+class PostSwitchCheck:
     service: str = "edgeagent"
     timeout_s: float = 60.0
     settle_s: float = 3.0          # only for units without readiness (not Type=notify)
@@ -38,10 +40,10 @@ class HealthSettings:
 class MqttStatusWatch:
     """Subscribed to ``<prefix>/<device>/#`` before the restart so nothing slips by unseen."""
 
-    def __init__(self, broker: Tuple[str, int], base: str) -> None:
+    def __init__(self, broker: Tuple[str, int], prefix: str, device_id: str) -> None:
         import paho.mqtt.client as paho   # the workstation has the agent's deps
-        self.topic = base + "/status"
-        self.base = base
+        self.topic = wire.topic(prefix, device_id, wire.STATUS)
+        self.base = "%s/%s" % (prefix, device_id)
         self._online = False
         self._seqs = []  # type: list   # (monotonic time, seq)
         self._lock = threading.Lock()
@@ -50,7 +52,8 @@ class MqttStatusWatch:
         else:
             self._client = paho.Client()
         self._client.on_message = self._on_message
-        self._client.on_connect = lambda client, *a: client.subscribe(base + "/#", 1)
+        self._client.on_connect = lambda client, *a: client.subscribe(
+            wire.topic(prefix, device_id, "#"), 1)
         self._client.connect(broker[0], broker[1], 30)
         self._client.loop_start()
 
@@ -63,7 +66,7 @@ class MqttStatusWatch:
             return
         with self._lock:
             if msg.topic == self.topic:
-                self._online = payload.get("state") == "online"
+                self._online = payload.get("state") == wire.ONLINE
             elif isinstance(payload.get("seq"), int) and not msg.retain:
                 self._seqs.append((time.monotonic(), payload["seq"]))
 
@@ -95,7 +98,7 @@ def run_health_cmd(template: str, names: Mapping[str, str], timeout: float) -> T
         " ".join(argv), done.returncode, (": " + done.stdout.strip()[-300:]).rstrip(": "))
 
 
-def wait_healthy(settings: HealthSettings, names: Mapping[str, str], restarted_at: float,
+def wait_healthy(settings: PostSwitchCheck, names: Mapping[str, str], restarted_at: float,
                  watch: Optional[MqttStatusWatch] = None,
                  sleep: Callable[[float], None] = time.sleep) -> Optional[str]:
     """The workstation's checks, after the device's gate passed: None when they pass within

@@ -4,67 +4,20 @@ roll back on failure, prune. Each step is one ssh call to remote_helper."""
 import logging
 import posixpath
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
-from .artifacts import Bundle, Hasher, ReleasePlan, for_device, plan_release
+from ... import wire
+from .artifacts import Bundle, Hasher, for_device, plan_release
 from .errors import ConnectionLost, DeployError, HostKeyError, NotRunnable, Refused
-from .health import HealthSettings, MqttStatusWatch, wait_healthy
+from .health import MqttStatusWatch, wait_healthy
+from .outcome import (DOWN, FAILED, DeployOptions, HostResult, describe,  # noqa: F401 - re-exported
+                      device_line, plan_text, split_by_cache, use_site_packages)
 from .inventory import Host
 from .ssh import SshHost, SshSettings
 
 log = logging.getLogger(__name__)
 
 MIN_PYTHON = (3, 6)
-DOWN = "DOWN"          # the new release failed and no healthy one runs now
-FAILED = ("failed", "rolled back", "aborted", "refused", "not runnable", DOWN)
-
-
-@dataclass(frozen=True)
-class DeployOptions:
-    keep: int = 3
-    restart: bool = True
-    sudo: bool = True
-    site_packages: str = "auto"          # auto | yes | no
-    extras: Tuple[str, ...] = ()         # pip extras of the agent, e.g. ("opencv", "onnx")
-    dry_run: bool = False
-    health: HealthSettings = HealthSettings()
-    attempts: int = 2                    # failed health gates before a release is refused
-    force: bool = False                  # activate a refused release anyway
-    validate: bool = True                # the release's `edgeagent validate` before the switch
-    lock_wait_s: float = 180.0           # wait this long for another deploy on the device
-    lock_stale_s: float = 1800.0         # a lock holder older than this is stopped
-
-
-@dataclass(frozen=True)
-class HostResult:
-    host: str
-    old: Optional[str]
-    new: Optional[str]
-    result: str   # ok unchanged restarted planned | rolled back failed refused aborted skipped DOWN
-    seconds: float
-    message: str = ""
-    uploaded: Tuple[str, ...] = ()     # release paths sent this time
-    reused: Tuple[str, ...] = ()       # already on the device (same sha256)
-    device: Dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def failed(self) -> bool:
-        return self.result in FAILED
-
-    def to_json(self) -> Dict[str, Any]:
-        return {"host": self.host, "old": self.old, "new": self.new, "result": self.result,
-                "seconds": round(self.seconds, 3), "message": self.message,
-                "uploaded": list(self.uploaded), "reused": list(self.reused),
-                "device": self.device}
-
-
-def use_site_packages(choice: str, probe: Dict[str, Any], bundle: Bundle) -> bool:
-    """auto: Jetson always (TensorRT, pycuda and GStreamer OpenCV are system-only), else only
-    when no dependency wheels were given (then the deps must come from the system)."""
-    if choice != "auto":
-        return choice == "yes"
-    return bool(probe["jetson"]) or not bundle.deps
 
 
 class HostDeploy:
@@ -133,11 +86,11 @@ class HostDeploy:
         site = use_site_packages(self.opts.site_packages, probe, bundle)
         plan = plan_release(self.host, bundle, site, self.staging, self.hasher, extras)
         self.new = plan.name
-        missing, present = _split_by_cache(plan, set(probe["cache"]))
+        missing, present = split_by_cache(plan, set(probe["cache"]))
         sent = tuple(f.dest for f in missing)
         have = tuple(f.dest for f in present)
         if self.opts.dry_run:
-            return self.result("planned", _plan_text(plan, missing, present, self.old),
+            return self.result("planned", plan_text(plan, missing, present, self.old),
                                uploaded=sent, reused=have)
         if self.old == plan.name:
             return self.verify(plan.name, probe, have)
@@ -148,11 +101,11 @@ class HostDeploy:
                                                     extras=list(extras),
                                                     venv_key=plan.venv_key,
                                                     system_pip=probe["has_pip"],
-                                                    files=_describe(plan.files),
-                                                    credentials=_describe(plan.credentials)))
+                                                    files=describe(plan.files),
+                                                    credentials=describe(plan.credentials)))
         device = installed["detect"]
         self.log("installed %s%s; detect: %s", plan.name, " (reused)" if installed["reused"] else "",
-                 _device_line(device))
+                 device_line(device))
         extra = {"uploaded": sent, "reused": have, "device": device}
         return self.activate("activate", dict(common, release=plan.name), probe, extra)
 
@@ -282,9 +235,8 @@ class HostDeploy:
         broker = self.opts.health.mqtt
         if broker is None or not self.opts.restart:
             return None
-        prefix = self.host.mqtt.get("prefix", "edgeagent")
-        device = self.host.device_id or probe["hostname"]
-        return MqttStatusWatch(broker, "%s/%s" % (prefix, device))
+        prefix = self.host.mqtt.get("prefix", wire.DEFAULT_PREFIX)
+        return MqttStatusWatch(broker, prefix, self.host.device_id or probe["hostname"])
 
     def health(self, release: str, probe: Dict[str, Any], restarted_at: float,
                watch: Optional[MqttStatusWatch]) -> Optional[str]:
@@ -299,34 +251,3 @@ def _newest_healthy(probe: Dict[str, Any], exclude: Optional[str]) -> Optional[s
     healthy = [(s.get("healthy", 0), name) for name, s in probe.get("states", {}).items()
                if s.get("state") == "healthy" and name != exclude]
     return max(healthy)[1] if healthy else None
-
-
-def _split_by_cache(plan: ReleasePlan, cached: set) -> Tuple[Tuple[Any, ...], Tuple[Any, ...]]:
-    missing, seen = [], set()
-    for f in plan.files + plan.credentials:
-        if f.sha256 not in cached and f.sha256 not in seen:
-            missing.append(f)
-            seen.add(f.sha256)
-    return tuple(missing), tuple(f for f in plan.files + plan.credentials if f not in missing)
-
-
-def _describe(files: Tuple[Any, ...]) -> list:
-    return [{"dest": f.dest, "name": f.dest, "sha256": f.sha256} for f in files]
-
-
-def _device_line(device: Dict[str, Any]) -> str:
-    inner = device.get("device", device)
-    bits = [str(inner.get(k)) for k in ("model", "arch") if inner.get(k)]
-    if device.get("profile"):
-        bits.append("profile %s" % (device["profile"] if isinstance(device["profile"], str)
-                                    else device["profile"].get("name", device["profile"])))
-    return ", ".join(bits) or "(no device fields)"
-
-
-def _plan_text(plan: ReleasePlan, missing: Tuple[Any, ...], present: Tuple[Any, ...],
-               old: Optional[str]) -> str:
-    if old == plan.name:
-        return "release %s is already current; nothing to do" % plan.name
-    return "would install %s (upload %d files, %d bytes; %d already there), switch %s -> %s, " \
-           "restart" % (plan.name, len(missing), sum(f.size for f in missing), len(present),
-                        old or "none", plan.name)
