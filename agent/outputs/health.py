@@ -14,11 +14,7 @@ from typing import Callable, Dict, Optional
 
 from ..wire import BOOT_ID, HEALTH_SCHEMA, to_json_bytes, utc_iso
 from ..stats import PipelineStats
-<<<<<<< HEAD
 from ..types import CAMERA_LOST as CAMERA_STATE_LOST, CameraStatus
-from ..wire import HEALTH_SCHEMA
-=======
->>>>>>> h-wire
 
 log = logging.getLogger(__name__)
 
