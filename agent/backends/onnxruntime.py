@@ -112,8 +112,11 @@ class OnnxRuntimeBackend:
         return self._info.device
 
     @classmethod
-    def from_options(cls, model_path: str, options: Mapping, where: str) -> "OnnxRuntimeBackend":
-        opts = spec.checked(OPTION_SPECS + INJECTED, options, where, "onnxruntime.")
+    def from_options(cls, model_path: str, options: Mapping, context) -> "OnnxRuntimeBackend":
+        context = spec.context_of(context)
+        opts = spec.checked(OPTION_SPECS + INJECTED, options, context.where, "onnxruntime.")
+        if opts["cache_dir"] is None and TRT_EP in opts["providers"]:
+            opts["cache_dir"] = context.cache_dir       # the TensorRT EP's engines
         ort = _import()
         wanted = list(opts["providers"])
         have = ort.get_available_providers()

@@ -129,8 +129,8 @@ class TFLiteBackend:
         return self._info.precision
 
     @classmethod
-    def from_options(cls, model_path: str, options: Mapping, where: str) -> "TFLiteBackend":
-        opts = spec.checked(OPTION_SPECS, options, where, "tflite.")
+    def from_options(cls, model_path: str, options: Mapping, context) -> "TFLiteBackend":
+        opts = spec.checked(OPTION_SPECS, options, spec.context_of(context).where, "tflite.")
         threads = opts["threads"] or os.cpu_count() or 1      # 0 = one per core
         interpreter_cls, runtime = _load_interpreter()
         kwargs = interpreter_kwargs(interpreter_cls, threads, opts["xnnpack"])

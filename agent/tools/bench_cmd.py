@@ -108,7 +108,8 @@ def bench_row(spec: "PipelineSpec", key: str, options: Dict, precision: str,
     import cv2
     from ..inference import Inference
     model = spec.model_for(key)
-    backend = backends.load(key, model, options, spec.path)
+    backend = backends.load(key, model, options,
+                            backends.BackendContext(spec.path, input_size=spec.input_size))
     try:
         inference = Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path,
                                          spec.labels, spec.input_size)
@@ -168,8 +169,6 @@ def _variants(spec: "PipelineSpec", keys: Optional[List[str]], threads: int,
             continue
         if key == "tensorrt":
             base = {"cache_dir": cache_dir} if cache_dir else {}
-            if spec.input_size:
-                base["input_size"] = [spec.input_size[1], spec.input_size[0]]
             rows.extend((key, dict(base, precision=p), p) for p in TRT_PRECISIONS)
         else:
             options = {"threads": threads} if threads else {}

@@ -80,9 +80,8 @@ def judge_engines(spec, ref_engine: str, test_engine: str, held: List[str]) -> A
     sides = []
     try:
         for engine in (ref_engine, test_engine):
-            size = spec.input_size
-            options = {"input_size": [size[1], size[0]]} if size else {}
-            backend = backends.load("tensorrt", engine, options, spec.path)
+            backend = backends.load("tensorrt", engine, {},
+                                    backends.BackendContext(spec.path, input_size=spec.input_size))
             sides.append(Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path,
                                               spec.labels, spec.input_size))
         results = [[], []]  # type: List[list]

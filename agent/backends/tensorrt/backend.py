@@ -96,8 +96,8 @@ class TensorRTBackend:
         return self._info.device
 
     @classmethod
-    def from_options(cls, model_path: str, options: Mapping, where: str) -> "TensorRTBackend":
-        opts = TrtOptions.from_options(options, where)
+    def from_options(cls, model_path: str, options: Mapping, context) -> "TensorRTBackend":
+        opts = TrtOptions.from_context(options, context)
         trt = import_tensorrt()
         seam = PycudaSeam()
         try:

@@ -62,6 +62,20 @@ class TrtOptions:
     where: str = ""                                       # the file the options came from
 
     @classmethod
+    def from_context(cls, options: Mapping, context) -> "TrtOptions":
+        """The profile's options plus the context's cache_dir, progress and input size; the one
+        place (width, height) turns into the builder's (height, width)."""
+        context = spec.context_of(context)
+        merged = dict(options)
+        if context.cache_dir and "cache_dir" not in merged:
+            merged["cache_dir"] = context.cache_dir
+        if context.progress is not None and "progress" not in merged:
+            merged["progress"] = context.progress
+        if context.input_size is not None and "input_size" not in merged:
+            merged["input_size"] = [context.input_size[1], context.input_size[0]]
+        return cls.from_options(merged, context.where)
+
+    @classmethod
     def from_options(cls, options: Mapping, path: str) -> "TrtOptions":
         reject_unknown(options, OPTIONS, path, PREFIX)
         get = options.get
