@@ -134,3 +134,25 @@ def test_float_model_fed_float_is_fp32_on_cpu_in_its_info():
     backend = ort_backend.OnnxRuntimeBackend.from_options(FACE_ONNX, {}, "t.yaml")
     assert (backend.info.name, backend.info.precision, backend.info.device) == (
         "onnxruntime", "fp32", "cpu")
+
+
+@pytest.mark.parametrize("size,expected", [((640, 480), (480, 640)), ((320, 320), (320, 320)),
+                                           (None, None)])
+def test_context_input_size_is_width_height_and_tensorrt_swaps_it_once(size, expected):
+    from agent.backends.spec import BackendContext
+    from agent.backends.tensorrt.options import TrtOptions
+    # given the service's context with the pipeline's (width, height)
+    context = BackendContext("p.yaml", "/state/engines", size)
+    # when TensorRT's options take it
+    opts = TrtOptions.from_context({"precision": "int8"}, context)
+    # then the builder gets (height, width), the cache dir and the profile's own option
+    assert (opts.input_size, opts.cache_dir, opts.precision, opts.where) == (
+        expected, "/state/engines", "int8", "p.yaml")
+
+
+def test_a_cli_override_goes_through_the_backends_own_check():
+    from agent.backends.spec import BackendContext
+    from agent.backends.tensorrt.options import TrtOptions
+    with pytest.raises(ConfigError) as error:
+        TrtOptions.from_context({"precision": "fp8"}, BackendContext("p.yaml"))
+    assert "tensorrt.precision" in str(error.value)

@@ -84,12 +84,13 @@ def resolved_input_shape(declared: Tuple[int, ...], input_size: Optional[Tuple[i
                                (w_axis, input_size and input_size[1], "width")):
         if shape[axis] < 0 and not wanted:
             raise ConfigError("%s: model %s input %s %s has a dynamic %s; set the pipeline's "
-                              "input_size: [height, width]" % (where, onnx_path, name,
+                              "input_size: [width, height]" % (where, onnx_path, name,
                                                                declared, what))
         if wanted and shape[axis] >= 0 and shape[axis] != wanted:
             raise ConfigError("%s: input_size %s contradicts model %s, whose input %s is fixed "
                               "at %s; remove input_size or export the model at that size" % (
-                                  where, list(input_size), onnx_path, name, declared))
+                                  where, [input_size[1], input_size[0]], onnx_path, name,
+                                  declared))   # users write [width, height]
         if wanted:
             shape[axis] = wanted
     return tuple(shape), dynamic
