@@ -11,17 +11,13 @@ from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import BackendUnavailable, ConfigError
 from ..types import Backend
-from .spec import BackendContext, context_of
+from .spec import BACKEND_KEYS, BackendContext, context_of
 
 log = logging.getLogger(__name__)
 
-# key -> module name; the order is only for listing
-REGISTRY = (
-    ("tensorrt", "agent.backends.tensorrt.backend"),
-    ("onnxruntime", "agent.backends.onnxruntime"),
-    ("tflite", "agent.backends.tflite"),
-)
-BACKEND_KEYS = tuple(key for key, _ in REGISTRY)
+# key -> module holding its backend class; the keys are spec.BACKEND_KEYS, in its order
+REGISTRY = tuple(zip(BACKEND_KEYS, ("agent.backends.tensorrt.backend",
+                                    "agent.backends.onnxruntime", "agent.backends.tflite")))
 
 
 def _module(key: str):

@@ -12,12 +12,12 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Unio
 from ..config.checks import need_bool, need_int, need_list, need_str, reject_unknown, where
 from ..errors import ConfigError
 
+# The one list of backend keys (agent.backends.REGISTRY and profiles read it); the order is
+# only for listing.
+BACKEND_KEYS = ("tensorrt", "onnxruntime", "tflite")
 # key -> module holding its OPTION_SPECS (light modules: no runtime, no numpy work)
-SPEC_MODULES = (
-    ("tensorrt", "agent.backends.tensorrt.options"),
-    ("onnxruntime", "agent.backends.onnxruntime"),
-    ("tflite", "agent.backends.tflite"),
-)
+SPEC_MODULES = tuple(zip(BACKEND_KEYS, ("agent.backends.tensorrt.options",
+                                        "agent.backends.onnxruntime", "agent.backends.tflite")))
 
 
 @dataclass(frozen=True)
