@@ -97,3 +97,62 @@ def test_tflite_xnnpack_switch_reaches_the_real_interpreter(xnnpack, delegated):
     # then the model runs either way, with XNNPACK only when asked for
     assert done.returncode == 0 and done.stdout.strip() == "ran", done.stderr
     assert ("XNNPACK delegate" in done.stderr) == delegated, done.stderr
+
+
+@pytest.mark.parametrize("given,level", [
+    ({}, "ORT_ENABLE_ALL"), ({"graph_optimization": "disable"}, "ORT_DISABLE_ALL"),
+    ({"graph_optimization": "basic"}, "ORT_ENABLE_BASIC"),
+    ({"graph_optimization": "extended"}, "ORT_ENABLE_EXTENDED"),
+])
+def test_graph_optimization_level_comes_from_the_profile(given, level):
+    import onnxruntime
+    # given a profile's onnxruntime options, checked once by the profile
+    opts = profile(given).options("onnxruntime")
+    # when the backend builds its SessionOptions
+    session = ort_backend.session_options(onnxruntime, opts)
+    # then ORT gets the matching level
+    assert session.graph_optimization_level == getattr(onnxruntime.GraphOptimizationLevel, level)
+
+
+def test_graph_optimization_rejects_an_unknown_level():
+    with pytest.raises(ConfigError) as error:
+        profile({"graph_optimization": "max"})
+    assert "onnxruntime.graph_optimization" in str(error.value)
+
+
+@pytest.mark.parametrize("ops,weights,precision", [
+    (["Conv"], ["float32"], "fp32"), (["Conv"], ["float16", "float16"], "fp16"),
+    (["QuantizeLinear", "Conv"], ["float32"], "int8"), (["QLinearConv"], [], "int8"),
+    (["Conv"], ["int8", "float32"], "int8"), (["MatMulInteger"], ["float32"], "int8"),
+])
+def test_model_precision_is_what_the_weights_and_ops_compute_in(ops, weights, precision):
+    from agent.backends.precision import from_weights
+    assert from_weights(ops, weights) == precision
+
+
+def test_float_model_fed_float_is_fp32_on_cpu_in_its_info():
+    backend = ort_backend.OnnxRuntimeBackend.from_options(FACE_ONNX, {}, "t.yaml")
+    assert (backend.info.name, backend.info.precision, backend.info.device) == (
+        "onnxruntime", "fp32", "cpu")
+
+
+@pytest.mark.parametrize("size,expected", [((640, 480), (480, 640)), ((320, 320), (320, 320)),
+                                           (None, None)])
+def test_context_input_size_is_width_height_and_tensorrt_swaps_it_once(size, expected):
+    from agent.backends.spec import BackendContext
+    from agent.backends.tensorrt.options import TrtOptions
+    # given the service's context with the pipeline's (width, height)
+    context = BackendContext("p.yaml", "/state/engines", size)
+    # when TensorRT's options take it
+    opts = TrtOptions.from_context({"precision": "int8"}, context)
+    # then the builder gets (height, width), the cache dir and the profile's own option
+    assert (opts.input_size, opts.cache_dir, opts.precision, opts.where) == (
+        expected, "/state/engines", "int8", "p.yaml")
+
+
+def test_a_cli_override_goes_through_the_backends_own_check():
+    from agent.backends.spec import BackendContext
+    from agent.backends.tensorrt.options import TrtOptions
+    with pytest.raises(ConfigError) as error:
+        TrtOptions.from_context({"precision": "fp8"}, BackendContext("p.yaml"))
+    assert "tensorrt.precision" in str(error.value)

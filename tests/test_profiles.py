@@ -147,7 +147,8 @@ def test_options_fill_defaults_and_return_a_copy():
     options = profile.options("onnxruntime")
     assert options == {"providers": ["TensorrtExecutionProvider", "CUDAExecutionProvider",
                                      "CPUExecutionProvider"], "threads": 4,
-                       "spinning": False, "fp16": True, "trt_workspace_mb": 256, "device_id": 0}
+                       "spinning": False, "fp16": True, "trt_workspace_mb": 256, "device_id": 0,
+                       "graph_optimization": "all"}
     options["providers"].append("Bogus")
     assert "Bogus" not in profile.options("onnxruntime")["providers"]
     assert profile.options("tensorrt") == {"precision": "fp16", "workspace_mb": 256,

@@ -80,8 +80,10 @@ def test_blazeface_int8_passes_and_runs(run_agent, media, tmp_path, fetched_mode
     chosen = [t for t in report["trials"] if t["label"] == report["chosen"]][0]
     assert chosen["agreement"]["match"] >= 0.9 and chosen["agreement"]["reference"] >= 10
     # the INT8 model is what bench and inspect see as int8, and its pipeline finds the face
-    from agent.tools.bench_cmd import _model_precision
-    assert _model_precision(str(out)) == "int8"
+    from agent import backends
+    loaded = backends.load("onnxruntime", str(out), {}, str(pipeline))
+    assert loaded.info.precision == "int8" and loaded.info.device == "cpu"
+    loaded.close()
     ran = run_agent(["run", "--pipeline", str(pipeline), "--source", "images://" + media[1],
                      "--no-mqtt", "--print", "--state-dir", str(tmp_path / "state"),
                      "--log-level", "warning"])

@@ -1,26 +1,23 @@
 """Backend registry and selection.
 
 Each backend is one module exposing KEY, ``probe() -> Optional[str]`` (None when the runtime can be
-imported, else why not) and one class with ``from_options(model_path, options, where)``.
+imported, else why not) and one class with ``from_options(model_path, options, context)`` (spec.BackendContext).
 Modules are imported lazily: importing tensorrt or onnxruntime costs seconds on a Nano.
 """
 
 import importlib
 import logging
-from typing import Callable, List, Mapping, Optional, Sequence, Tuple
+from typing import Callable, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..errors import BackendUnavailable, ConfigError
 from ..types import Backend
+from .spec import BACKEND_KEYS, BackendContext, context_of
 
 log = logging.getLogger(__name__)
 
-# key -> module name; the order is only for listing
-REGISTRY = (
-    ("tensorrt", "agent.backends.tensorrt.backend"),
-    ("onnxruntime", "agent.backends.onnxruntime"),
-    ("tflite", "agent.backends.tflite"),
-)
-BACKEND_KEYS = tuple(key for key, _ in REGISTRY)
+# key -> module holding its backend class; the keys are spec.BACKEND_KEYS, in its order
+REGISTRY = tuple(zip(BACKEND_KEYS, ("agent.backends.tensorrt.backend",
+                                    "agent.backends.onnxruntime", "agent.backends.tflite")))
 
 
 def _module(key: str):
@@ -51,17 +48,18 @@ def runtime_version(key: str) -> Optional[str]:
     return version_of() if version_of is not None else None
 
 
-def load(key: str, model_path: str, options: Mapping, where: str) -> Backend:
+def load(key: str, model_path: str, options: Mapping, where: Union[str, BackendContext]
+         ) -> Backend:
     """One backend with its model loaded; BackendUnavailable or ModelError when it cannot."""
     module = _module(key)
     reason = module.probe()
     if reason is not None:
         raise BackendUnavailable(reason)
-    return module.BACKEND_CLASS.from_options(model_path, dict(options), where)
+    return module.BACKEND_CLASS.from_options(model_path, dict(options), context_of(where))
 
 
 def select(order: Sequence[str], model_for: Callable[[str], Optional[str]],
-           options_for: Callable[[str], Mapping], where: str) -> Backend:
+           options_for: Callable[[str], Mapping], where: Union[str, BackendContext]) -> Backend:
     """The first backend of `order` that can run the pipeline's model here.
 
     Each skipped candidate is logged with its reason; a model that is broken (not merely
@@ -82,6 +80,6 @@ def select(order: Sequence[str], model_for: Callable[[str], Optional[str]],
         log.info("backend %s skipped: %s", key, why)
         reasons.append("%s: %s" % (key, why))
     raise BackendUnavailable("no backend of [%s] can run %s here (%s)" % (
-        ", ".join(order), where, "; ".join(reasons)))
+        ", ".join(order), context_of(where).where, "; ".join(reasons)))
 
 

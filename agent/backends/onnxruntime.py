@@ -13,12 +13,17 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
+from ..config.checks import need_choice
 from ..errors import BackendUnavailable, ModelError
-from ..types import TensorSpec
+from ..types import BackendInfo, TensorSpec
 from . import spec
+from .precision import onnx_precision
 from .spec import Option
 
 KEY = "onnxruntime"
+# graph_optimization value -> ort.GraphOptimizationLevel member
+GRAPH_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 TRT_EP, CUDA_EP, CPU_EP = ("TensorrtExecutionProvider", "CUDAExecutionProvider",
                            "CPUExecutionProvider")
 OPTION_SPECS = (
@@ -34,6 +39,10 @@ OPTION_SPECS = (
     Option("trt_workspace_mb", 256, spec.positive,
            "TensorRT provider's builder workspace in MiB (`trt_max_workspace_size`)"),
     Option("device_id", 0, spec.count, "CUDA device of the TensorRT and CUDA providers"),
+    Option("graph_optimization", "all", lambda value, path, key: need_choice(
+        value, tuple(GRAPH_LEVELS), path, key),
+           "graph optimizations before the first run: `disable`, `basic`, `extended`, `all` "
+           "(`basic` if a fused op misbehaves on this build)"),
 )
 INJECTED = (Option("cache_dir", None, lambda value, path, key: value,
                    "TensorRT provider's engine cache (the service sets <state_dir>/engines)"),)
@@ -76,7 +85,8 @@ class OnnxRuntimeBackend:
 
     name = KEY
 
-    def __init__(self, session, providers: List[str]) -> None:
+    def __init__(self, session, providers: List[str], model_path: str = "",
+                 precision: Optional[str] = None) -> None:
         self._session = session
         inputs = session.get_inputs()
         if len(inputs) != 1:
@@ -86,12 +96,27 @@ class OnnxRuntimeBackend:
         self.output_specs = [_spec(o) for o in session.get_outputs()]
         self._output_names = [o.name for o in self.output_specs]
         self.providers = providers
-        self.device = "gpu" if any(p != "CPUExecutionProvider" for p in providers) else "cpu"
-        self.precision = self.input_spec.dtype
+        device = "gpu" if any(p != CPU_EP for p in providers) else "cpu"
+        self._info = BackendInfo(KEY, precision or onnx_precision(model_path, False, ""), device)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    @property
+    def precision(self) -> str:
+        return self._info.precision
+
+    @property
+    def device(self) -> str:
+        return self._info.device
 
     @classmethod
-    def from_options(cls, model_path: str, options: Mapping, where: str) -> "OnnxRuntimeBackend":
-        opts = spec.checked(OPTION_SPECS + INJECTED, options, where, "onnxruntime.")
+    def from_options(cls, model_path: str, options: Mapping, context) -> "OnnxRuntimeBackend":
+        context = spec.context_of(context)
+        opts = spec.checked(OPTION_SPECS + INJECTED, options, context.where, "onnxruntime.")
+        if opts["cache_dir"] is None and TRT_EP in opts["providers"]:
+            opts["cache_dir"] = context.cache_dir       # the TensorRT EP's engines
         ort = _import()
         wanted = list(opts["providers"])
         have = ort.get_available_providers()
@@ -107,7 +132,7 @@ class OnnxRuntimeBackend:
                                            providers=provider_settings(providers, opts))
         except Exception as why:  # ORT raises its own exception types for bad models
             raise ModelError("%s: onnxruntime cannot load it: %s" % (model_path, _first_line(why)))
-        return cls(session, session.get_providers())
+        return cls(session, session.get_providers(), model_path, _precision(session, model_path))
 
     def infer(self, tensor: np.ndarray) -> List[np.ndarray]:
         return self._session.run(self._output_names, {self.input_spec.name: tensor})
@@ -121,6 +146,8 @@ def session_options(ort, opts: Mapping):
     session = ort.SessionOptions()
     session.intra_op_num_threads = opts["threads"]
     session.log_severity_level = 3
+    session.graph_optimization_level = getattr(ort.GraphOptimizationLevel,
+                                               GRAPH_LEVELS[opts["graph_optimization"]])
     for key in SPINNING_KEYS:
         session.add_session_config_entry(key, "1" if opts["spinning"] else "0")
     return session
@@ -148,6 +175,12 @@ def provider_settings(providers: List[str], opts: Mapping) -> list:
         else:
             settings.append(name)
     return settings
+
+
+def _precision(session, model_path: str) -> str:
+    meta = session.get_modelmeta().custom_metadata_map
+    dtype = _ORT_TYPES.get(session.get_inputs()[0].type, "") if session.get_inputs() else ""
+    return onnx_precision(model_path, bool(meta.get("edgeagent_quantization")), dtype)
 
 
 def _check_model_file(model_path: str) -> None:

@@ -7,17 +7,33 @@ Kept free of runtime imports: profiles validate on boards where the runtime is m
 
 import importlib
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 from ..config.checks import need_bool, need_int, need_list, need_str, reject_unknown, where
 from ..errors import ConfigError
 
+# The one list of backend keys (agent.backends.REGISTRY and profiles read it); the order is
+# only for listing.
+BACKEND_KEYS = ("tensorrt", "onnxruntime", "tflite")
 # key -> module holding its OPTION_SPECS (light modules: no runtime, no numpy work)
-SPEC_MODULES = (
-    ("tensorrt", "agent.backends.tensorrt.options"),
-    ("onnxruntime", "agent.backends.onnxruntime"),
-    ("tflite", "agent.backends.tflite"),
-)
+SPEC_MODULES = tuple(zip(BACKEND_KEYS, ("agent.backends.tensorrt.options",
+                                        "agent.backends.onnxruntime", "agent.backends.tflite")))
+
+
+@dataclass(frozen=True)
+class BackendContext:
+    """What only the service (or a tool) knows, handed to every backend's from_options the same
+    way; each backend takes the parts it uses. input_size is (width, height) like pipelines say."""
+
+    where: str                                    # profile/pipeline path for error messages
+    cache_dir: Optional[str] = None               # <state_dir>/engines
+    input_size: Optional[Tuple[int, int]] = None  # (width, height) or None
+    progress: Optional[Callable] = None           # TensorRT build progress callback
+
+
+def context_of(where: Union[str, BackendContext]) -> BackendContext:
+    """A bare path (tests, tools that know nothing more) as a context."""
+    return where if isinstance(where, BackendContext) else BackendContext(where)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,9 @@ from typing import List, Mapping, Optional
 import numpy as np
 
 from ..errors import BackendUnavailable, ModelError
-from ..types import TensorSpec
+from ..types import BackendInfo, TensorSpec
 from . import spec
+from .precision import tflite_precision
 from .spec import Option
 
 KEY = "tflite"
@@ -101,7 +102,7 @@ class TFLiteBackend:
     interpreter reuses its buffers on the next invoke)."""
 
     name = KEY
-    device = "cpu"
+    device = "cpu"      # the tflite backend runs no delegate that leaves the CPU
 
     def __init__(self, interpreter, runtime: str) -> None:
         self._it = interpreter
@@ -116,11 +117,20 @@ class TFLiteBackend:
         self._output_indices = [o["index"] for o in outputs]
         self.output_specs = [_spec(o) for o in outputs]
         self.runtime = runtime
-        self.precision = self.input_spec.dtype
+        details = self._it.get_tensor_details() if hasattr(self._it, "get_tensor_details") else ()
+        self._info = BackendInfo(KEY, tflite_precision(details), self.device)
+
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    @property
+    def precision(self) -> str:
+        return self._info.precision
 
     @classmethod
-    def from_options(cls, model_path: str, options: Mapping, where: str) -> "TFLiteBackend":
-        opts = spec.checked(OPTION_SPECS, options, where, "tflite.")
+    def from_options(cls, model_path: str, options: Mapping, context) -> "TFLiteBackend":
+        opts = spec.checked(OPTION_SPECS, options, spec.context_of(context).where, "tflite.")
         threads = opts["threads"] or os.cpu_count() or 1      # 0 = one per core
         interpreter_cls, runtime = _load_interpreter()
         kwargs = interpreter_kwargs(interpreter_cls, threads, opts["xnnpack"])

@@ -83,9 +83,8 @@ def effective_devices(sandbox: Sandbox) -> Tuple[str, ...]:
 
 def drop_in_for(forced_profile, root: str = "/") -> Tuple[str, str]:
     """(profile name, drop-in text) for a named profile, else for the detected board."""
-    from .device import detect_device
-    from ..config.profiles import select_profile
-    profile, _ = select_profile(detect_device(root), forced_profile)
+    from ..config.profiles import profile_for_this_board
+    _, profile, _ = profile_for_this_board(forced_profile, root)
     return profile.name, render_drop_in(profile.name, profile.sandbox)
 
 

@@ -20,7 +20,7 @@ from .checks import (need_bool, need_choice, need_int, need_list, need_mapping, 
 from ..backends.spec import checked as checked_options
 from ..backends.spec import defaults as option_defaults
 from ..backends.spec import option_specs
-from ..board.device import DeviceInfo
+from ..board.device import ROOT_ENV, DeviceInfo, detect_device
 from ..errors import ConfigError
 from ..board.sandbox import Sandbox, sandbox_from_dict
 from .yamlio import read_yaml
@@ -143,6 +143,15 @@ def select_profile(device: DeviceInfo, forced: Optional[str] = None,
         except ConfigError as exc:
             raise ConfigError("%s=%s: %s" % (ENV_VAR, from_env, exc.args[0])) from None
     return _best_match(device, [load_profile(name) for name in list_profiles()])
+
+
+def profile_for_this_board(requested: Optional[str] = None, root: Optional[str] = None
+                           ) -> Tuple[DeviceInfo, Profile, str]:
+    """(device, profile, reason): detect this board (under $EDGEAGENT_ROOT for tests) and pick
+    its profile, the one detect-then-select every command shares."""
+    device = detect_device(root if root is not None else os.environ.get(ROOT_ENV, "/"))
+    profile, reason = select_profile(device, requested)
+    return device, profile, reason
 
 
 def _best_match(device: DeviceInfo, profiles: List[Profile]) -> Tuple[Profile, str]:

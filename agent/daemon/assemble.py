@@ -8,12 +8,12 @@ from typing import Callable, Dict, Optional
 
 from .. import backends
 from ..config.agent_config import AgentConfig
-from ..board.device import ROOT_ENV, DeviceInfo, detect_device
+from ..board.device import DeviceInfo
 from ..errors import ConfigError
 from ..inference import Inference
 from .model_checks import check_input_size, check_on_blank_frame
 from ..config.pipeline_spec import PipelineSpec, load_pipeline
-from ..config.profiles import Profile, select_profile
+from ..config.profiles import Profile, profile_for_this_board
 from ..sources import open_recovering
 from ..types import Backend, Source
 
@@ -42,8 +42,7 @@ class Plan:
 
 
 def make_plan(config: AgentConfig, overrides: Overrides) -> Plan:
-    device = detect_device(os.environ.get(ROOT_ENV, "/"))
-    profile, reason = select_profile(device, overrides.profile or config.profile)
+    device, profile, reason = profile_for_this_board(overrides.profile or config.profile)
     pipeline = load_pipeline(overrides.pipeline or config.pipeline)
     forced = overrides.backend or config.backend
     order = (forced,) if forced else profile.backends
@@ -54,25 +53,23 @@ def make_plan(config: AgentConfig, overrides: Overrides) -> Plan:
     return Plan(device, profile, reason, pipeline, tuple(order), uri)
 
 
+def backend_context(plan: Plan, config: AgentConfig,
+                    progress: Optional[Callable] = None) -> backends.BackendContext:
+    """What only the service knows, the same for every backend (each takes what it uses)."""
+    return backends.BackendContext(plan.profile.path, os.path.join(config.state_dir, "engines"),
+                                   plan.pipeline.input_size, progress)
+
+
 def backend_options(plan: Plan, config: AgentConfig, key: str,
                     progress: Optional[Callable] = None) -> Dict:
-    """The profile's options for one backend plus what only the service knows."""
-    options = plan.profile.options(key)
-    cache_dir = os.path.join(config.state_dir, "engines")
-    if key == "tensorrt":
-        size = plan.pipeline.input_size
-        options.update(cache_dir=cache_dir, input_size=[size[1], size[0]] if size else None)
-        if progress is not None:
-            options["progress"] = progress
-    elif key == "onnxruntime" and "TensorrtExecutionProvider" in options.get("providers", ()):
-        options["cache_dir"] = cache_dir
-    return options
+    """The profile's options for one backend (checked once, by the profile)."""
+    return plan.profile.options(key)
 
 
 def load_backend(plan: Plan, config: AgentConfig, progress: Optional[Callable] = None) -> Backend:
     return backends.select(plan.backend_order, plan.pipeline.model_for,
                            lambda key: backend_options(plan, config, key, progress),
-                           plan.profile.path)
+                           backend_context(plan, config, progress))
 
 
 def build_inference(plan: Plan, backend: Backend) -> Inference:

@@ -18,12 +18,14 @@ import numpy as np
 
 from .. import backends
 from ..errors import BackendUnavailable, ConfigError, ModelError
+from ..types import FP16, FP32
 from ..wire import found_payload, to_json_bytes
 
 if TYPE_CHECKING:   # the parser imports this module: no cv2 (an extra) before `bench` runs
     from ..config.pipeline_spec import PipelineSpec  # noqa: F401
 
-TRT_PRECISIONS = ("fp16", "fp32")     # int8 needs calibration images: build-engine does it
+# int8 needs calibration images: build-engine does it
+TRT_PRECISIONS = (FP16, FP32)
 
 
 def add_arguments(p) -> None:
@@ -106,13 +108,14 @@ def bench_row(spec: "PipelineSpec", key: str, options: Dict, precision: str,
     import cv2
     from ..inference import Inference
     model = spec.model_for(key)
-    backend = backends.load(key, model, options, spec.path)
+    backend = backends.load(key, model, options,
+                            backends.BackendContext(spec.path, input_size=spec.input_size))
     try:
         inference = Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path,
                                          spec.labels, spec.input_size)
         decoded = [cv2.imdecode(np.frombuffer(p, np.uint8), cv2.IMREAD_COLOR) for p in pictures]
         from ..sources.live import make_frame
-        label = "%s %s %s" % (spec.name, key, precision)
+        label = "%s %s %s" % (spec.name, key, backend.info.precision)
         tensors = [inference.prepare(make_frame(img, i)).tensor.copy()
                    for i, img in enumerate(decoded)]
         # inference-only and end-to-end frames alternate, so load on the machine hits both
@@ -133,13 +136,14 @@ def bench_row(spec: "PipelineSpec", key: str, options: Dict, precision: str,
                 e2e_ms.append((t2 - t1) * 1e3)
                 cpu_s, wall_s = cpu_s + (c2 - c1), wall_s + (t2 - t1)
             show(label, i + 1, warmup + frames)
+        info = backend.info     # one meaning of precision: what the loaded model computes in
     finally:
         backend.close()
     infer_p50, e2e_p50 = float(np.median(infer_ms)), float(np.median(e2e_ms))
     return {"pipeline": spec.name, "model": os.path.basename(model),
             "size_mb": round(os.path.getsize(model) / 1e6, 1) if os.path.isfile(model) else None,
             "backend": key,
-            "device": getattr(backend, "device", "gpu" if key == "tensorrt" else "cpu"), "precision": precision,
+            "device": info.device, "precision": info.precision,
             "frames": frames, "inference_ms": round(infer_p50, 2),
             "inference_fps": round(1000.0 / infer_p50, 1) if infer_p50 > 0 else None,
             "e2e_ms": round(e2e_p50, 2),
@@ -150,8 +154,9 @@ def bench_row(spec: "PipelineSpec", key: str, options: Dict, precision: str,
 
 def _variants(spec: "PipelineSpec", keys: Optional[List[str]], threads: int,
               cache_dir: Optional[str] = None):
-    """(backend key, options, precision label) for each row this machine can run; skipped
-    backends with the reason."""
+    """(backend key, options, label) for each row this machine can run (label: the TensorRT
+    precision to build, else the model's own; the row reports backend.info); skipped backends
+    with the reason."""
     rows, skipped = [], []
     for key in backends.BACKEND_KEYS:
         if keys and key not in keys:
@@ -164,23 +169,11 @@ def _variants(spec: "PipelineSpec", keys: Optional[List[str]], threads: int,
             continue
         if key == "tensorrt":
             base = {"cache_dir": cache_dir} if cache_dir else {}
-            if spec.input_size:
-                base["input_size"] = [spec.input_size[1], spec.input_size[0]]
             rows.extend((key, dict(base, precision=p), p) for p in TRT_PRECISIONS)
         else:
             options = {"threads": threads} if threads else {}
-            rows.append((key, options, _model_precision(spec.model_for(key))))
+            rows.append((key, options, ""))
     return rows, skipped
-
-
-def _model_precision(path: str) -> str:
-    """fp32 / fp16 / int8 (quantized) from the model itself."""
-    from .model_info import read_model
-    info = read_model(path)
-    dtype = info.inputs[0].dtype if info.inputs else "float32"
-    if dtype in ("uint8", "int8") or info.metadata.get("edgeagent_quantization"):
-        return "int8"
-    return {"float16": "fp16"}.get(dtype, "fp32")
 
 
 def run(args) -> int:
@@ -203,7 +196,8 @@ def run(args) -> int:
                 rows.append(bench_row(spec, key, options, precision, pictures, args.frames,
                                       args.warmup))
             except BackendUnavailable as why:
-                notes.append("%s: %s %s skipped: %s" % (spec.name, key, precision, why.detail))
+                notes.append("%s: %s skipped: %s" % (spec.name, " ".join(filter(None, (key, precision))),
+                                                     why.detail))
     if not rows:
         raise BackendUnavailable("nothing to measure: %s" % ("; ".join(notes) or
                                                              "no backend selected"))

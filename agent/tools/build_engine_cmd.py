@@ -4,11 +4,11 @@ import logging
 import os
 
 from ..config.agent_config import load_config
-from ..board.device import ROOT_ENV, detect_device
+from ..backends.spec import BackendContext
 from ..errors import ConfigError
 from ..config.pipeline_spec import load_pipeline
 from ..processing.preprocess import Preprocessor
-from ..config.profiles import select_profile
+from ..config.profiles import profile_for_this_board
 
 log = logging.getLogger(__name__)
 
@@ -18,16 +18,16 @@ def build_engine_for_pipeline(args) -> str:
     from ..backends.tensorrt.engine_build import run_build_engine    # TensorRT is imported only for this command
     config = load_config(args.config)
     pipeline = load_pipeline(args.pipeline)
-    profile, _ = select_profile(detect_device(os.environ.get(ROOT_ENV, "/")),
-                                args.profile or config.profile)
+    _, profile, _ = profile_for_this_board(args.profile or config.profile)
     onnx_path = pipeline.model_for("tensorrt")
     if onnx_path is None:
         raise ConfigError("%s: models.tensorrt is not set; name the ONNX file TensorRT builds "
                           "from" % pipeline.path)
+    # the service's seam: the profile's options, CLI overrides checked by TrtOptions, one context
     options = profile.options("tensorrt")
-    size = pipeline.input_size
-    options.update(cache_dir=args.cache_dir or os.path.join(config.state_dir, "engines"),
-                   input_size=[size[1], size[0]] if size else None)
+    context = BackendContext(pipeline.path, args.cache_dir or os.path.join(config.state_dir,
+                                                                           "engines"),
+                             pipeline.input_size)
     if args.precision:
         options["precision"] = args.precision
     if args.workspace:
@@ -36,7 +36,7 @@ def build_engine_for_pipeline(args) -> str:
         options["calibration_dir"] = args.calibration_dir
         options["calibration_preprocess"] = _calibration_preprocess(pipeline, onnx_path)
     log.info("building engine for %s (%s) with %s", pipeline.name, onnx_path, profile.name)
-    return run_build_engine(onnx_path, options, pipeline.path, force=args.force)
+    return run_build_engine(onnx_path, options, context, force=args.force)
 
 
 def _calibration_preprocess(pipeline, onnx_path):

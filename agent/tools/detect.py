@@ -1,19 +1,16 @@
 """`edgeagent detect`: the device, the profile chosen and why, and each backend's availability."""
 
-import os
 from typing import Dict, Optional
 
 from .. import backends
-from ..board.device import ROOT_ENV, detect_device
-from ..config.profiles import select_profile
+from ..config.profiles import profile_for_this_board
 
 
 def detect_report(forced_profile: Optional[str] = None, config_path: Optional[str] = None) -> Dict:
     if config_path and not forced_profile:
         from ..config.agent_config import load_config
         forced_profile = load_config(config_path).profile
-    device = detect_device(os.environ.get(ROOT_ENV, "/"))
-    profile, reason = select_profile(device, forced_profile)
+    device, profile, reason = profile_for_this_board(forced_profile)
     available = []
     for key, why in backends.availability():
         entry = {"name": key, "available": why is None, "in_profile": key in profile.backends}

@@ -15,6 +15,7 @@ import tempfile
 from typing import Callable, List, Tuple
 
 from ..errors import ConfigError
+from ..types import FP16
 from .int8_gate import Agreement, Gate, agreement, holdout_split
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ def gated_int8_build(args, build: Callable[[argparse.Namespace], str]) -> str:
     cache_dir = args.cache_dir or os.path.join(load_config(args.config).state_dir, "engines")
     calibration, held = split_images(args.calibration_dir, args.holdout_every, spec.path)
     ref_args = copy.copy(args)
-    ref_args.precision, ref_args.calibration_dir, ref_args.cache_dir = "fp16", None, cache_dir
+    ref_args.precision, ref_args.calibration_dir, ref_args.cache_dir = FP16, None, cache_dir
     ref_engine = build(ref_args)
     with tempfile.TemporaryDirectory() as tmp:
         images, scratch = os.path.join(tmp, "images"), os.path.join(tmp, "engines")
@@ -79,9 +80,8 @@ def judge_engines(spec, ref_engine: str, test_engine: str, held: List[str]) -> A
     sides = []
     try:
         for engine in (ref_engine, test_engine):
-            size = spec.input_size
-            options = {"input_size": [size[1], size[0]]} if size else {}
-            backend = backends.load("tensorrt", engine, options, spec.path)
+            backend = backends.load("tensorrt", engine, {},
+                                    backends.BackendContext(spec.path, input_size=spec.input_size))
             sides.append(Inference.from_parts(spec.preprocess, backend, spec.decoder, spec.path,
                                               spec.labels, spec.input_size))
         results = [[], []]  # type: List[list]

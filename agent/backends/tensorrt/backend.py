@@ -19,7 +19,7 @@ from .builder import resolved_input_shape
 from .io import IoTensor, api_for
 from .options import OPTIONS, TrtOptions  # noqa: F401 - OPTIONS is part of the module API
 from .runtime import deserialize, import_tensorrt, make_logger, trt_version
-from ...types import TensorSpec
+from ...types import BackendInfo, TensorSpec
 from .cuda_seam import PycudaSeam, probe_gpu
 
 KEY = "tensorrt"
@@ -76,15 +76,28 @@ class TensorRTBackend:
                              for t in self._outputs]
         self._allocate()
         self.engine_path = engine_path
-        self.precision = opts.precision
-        self.device = "gpu" if opts.dla_core is None else "dla%d" % opts.dla_core
+        # the cache entry is keyed by precision, so the loaded engine is built in opts.precision
+        self._info = BackendInfo(KEY, opts.precision,
+                                 "gpu" if opts.dla_core is None else "dla:%d" % opts.dla_core)
         self.api = self._api.name
         log.info("TensorRT %s engine %s loaded (%s); input %s %s", opts.precision, engine_path,
                  self.api, self.input_spec.name, self.input_spec.shape)
 
+    @property
+    def info(self) -> BackendInfo:
+        return self._info
+
+    @property
+    def precision(self) -> str:
+        return self._info.precision
+
+    @property
+    def device(self) -> str:
+        return self._info.device
+
     @classmethod
-    def from_options(cls, model_path: str, options: Mapping, where: str) -> "TensorRTBackend":
-        opts = TrtOptions.from_options(options, where)
+    def from_options(cls, model_path: str, options: Mapping, context) -> "TensorRTBackend":
+        opts = TrtOptions.from_context(options, context)
         trt = import_tensorrt()
         seam = PycudaSeam()
         try:

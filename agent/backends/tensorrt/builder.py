@@ -6,7 +6,7 @@ import os
 from typing import Optional, Tuple
 
 from ...errors import ConfigError, ModelError
-from ...types import TensorSpec
+from ...types import FP32, INT8, TensorSpec
 from .cache import CacheEntry, write_atomically
 from .calibrator import calibration_images, make_calibrator, preprocessed
 from .io import dims
@@ -43,7 +43,7 @@ def build_serialized(trt, seam, logger, onnx_path: str, opts: TrtOptions, entry:
                  net_input.name, dims(net_input.shape), shape)
     _load_timing_cache(config, entry.timing_cache_path())
     calibrator = None
-    if opts.precision == "int8":
+    if opts.precision == INT8:
         calibrator = _calibrator(trt, seam, opts, entry, shape, net_input, progress)
         config.int8_calibrator = calibrator
     monitor = attach_monitor(trt, config, progress)  # noqa: F841 - must live through the build
@@ -84,12 +84,13 @@ def resolved_input_shape(declared: Tuple[int, ...], input_size: Optional[Tuple[i
                                (w_axis, input_size and input_size[1], "width")):
         if shape[axis] < 0 and not wanted:
             raise ConfigError("%s: model %s input %s %s has a dynamic %s; set the pipeline's "
-                              "input_size: [height, width]" % (where, onnx_path, name,
+                              "input_size: [width, height]" % (where, onnx_path, name,
                                                                declared, what))
         if wanted and shape[axis] >= 0 and shape[axis] != wanted:
             raise ConfigError("%s: input_size %s contradicts model %s, whose input %s is fixed "
                               "at %s; remove input_size or export the model at that size" % (
-                                  where, list(input_size), onnx_path, name, declared))
+                                  where, [input_size[1], input_size[0]], onnx_path, name,
+                                  declared))   # users write [width, height]
         if wanted:
             shape[axis] = wanted
     return tuple(shape), dynamic
@@ -124,13 +125,13 @@ def _set_workspace(trt, config, workspace_mb: int) -> None:
 
 
 def _set_precision(trt, builder, config, opts: TrtOptions) -> None:
-    if opts.precision == "fp32":
+    if opts.precision == FP32:
         return
     if not getattr(builder, "platform_has_fast_fp16", True):
         log.warning("TensorRT: this GPU has no fast FP16; the %s engine will be little faster "
                     "than fp32", opts.precision)
     config.set_flag(trt.BuilderFlag.FP16)   # int8 engines fall back to fp16, not fp32
-    if opts.precision == "int8":
+    if opts.precision == INT8:
         if not getattr(builder, "platform_has_fast_int8", True):
             raise ConfigError("%s: tensorrt precision int8: this GPU has no fast INT8 (Maxwell "
                               "Nano/TX1 and Pascal TX2 do not); use precision fp16" % opts.where)

@@ -70,9 +70,10 @@ def ensure_engine(onnx_path: str, opts: TrtOptions, trt, seam: PycudaSeam,
     return build_engine(onnx_path, opts, force=force, trt=trt, seam=seam)
 
 
-def run_build_engine(onnx_path: str, options: Mapping, where: str, force: bool = False) -> str:
-    """`edgeagent build-engine` body: validate the options, build (or reuse), return the path."""
-    opts = TrtOptions.from_options(dict(options), where)
+def run_build_engine(onnx_path: str, options: Mapping, context, force: bool = False) -> str:
+    """`edgeagent build-engine` body: validate the options (with the same context the service
+    passes), build (or reuse), return the path."""
+    opts = TrtOptions.from_context(dict(options), context)
     path = build_engine(onnx_path, opts, force=force)
     log.info("TensorRT engine ready: %s", path)
     return path

@@ -12,8 +12,7 @@ from .. import spec
 from ..spec import Option
 from ...config.checks import need_choice, need_list, need_str, reject_unknown, where
 from ...errors import ConfigError
-
-PRECISIONS = ("fp32", "fp16", "int8")
+from ...types import FP16, FP32, PRECISIONS
 
 
 def _precision(value: Any, path: str, key: str) -> str:
@@ -27,7 +26,7 @@ def _dla_core(value: Any, path: str, key: str) -> Optional[int]:
 
 
 OPTION_SPECS = (
-    Option("precision", "fp16", _precision,
+    Option("precision", FP16, _precision,
            "`fp32`, `fp16`, `int8` (INT8 needs calibration images, see docs/tensorrt.md)"),
     Option("workspace_mb", 256, spec.positive, "builder workspace in MiB, integer >= 1"),
     Option("dla_core", None, _dla_core, "`null` (GPU), `0` or `1` (Xavier/Orin DLA cores)"),
@@ -51,7 +50,7 @@ def default_cache_dir() -> str:
 
 @dataclass(frozen=True)
 class TrtOptions:
-    precision: str = "fp16"
+    precision: str = FP16
     workspace_mb: int = 256
     dla_core: Optional[int] = None
     build_on_start: bool = True
@@ -63,6 +62,20 @@ class TrtOptions:
     where: str = ""                                       # the file the options came from
 
     @classmethod
+    def from_context(cls, options: Mapping, context) -> "TrtOptions":
+        """The profile's options plus the context's cache_dir, progress and input size; the one
+        place (width, height) turns into the builder's (height, width)."""
+        context = spec.context_of(context)
+        merged = dict(options)
+        if context.cache_dir and "cache_dir" not in merged:
+            merged["cache_dir"] = context.cache_dir
+        if context.progress is not None and "progress" not in merged:
+            merged["progress"] = context.progress
+        if context.input_size is not None and "input_size" not in merged:
+            merged["input_size"] = [context.input_size[1], context.input_size[0]]
+        return cls.from_options(merged, context.where)
+
+    @classmethod
     def from_options(cls, options: Mapping, path: str) -> "TrtOptions":
         reject_unknown(options, OPTIONS, path, PREFIX)
         get = options.get
@@ -70,7 +83,7 @@ class TrtOptions:
         chosen = spec.checked(OPTION_SPECS, {k: v for k, v in options.items()
                                              if k in PROFILE_KEYS}, path, PREFIX)
         precision, dla_core = chosen["precision"], chosen["dla_core"]
-        if dla_core is not None and precision == "fp32":
+        if dla_core is not None and precision == FP32:
             raise ConfigError("%s = fp32: DLA runs fp16 or int8 only; set precision: fp16 "
                               "or dla_core: null" % where(path, PREFIX + "precision"))
         return cls(
