@@ -16,13 +16,14 @@ from agent.daemon.running import Assembler
 from agent.daemon.service import Service
 from agent.errors import ModelError
 from agent.sources import open_source
-from agent.types import Detections, FrameResult
+from agent.types import FP32, BackendInfo, Detections, FrameResult
 
 SOURCE = "synthetic://?width=32&height=24&fps=50&live=1"
 
 
 class FakeBackend:
     name = "onnxruntime"
+    info = BackendInfo("onnxruntime", FP32, "cpu")
 
     def __init__(self, pipeline: str) -> None:
         self.pipeline = pipeline

@@ -20,21 +20,11 @@ from ..outputs.health import STARTING
 from ..outputs.reporter import ResultReporter
 from ..pipeline import PipelineRunner
 from ..stats import PipelineStats
-from ..types import FP32, Backend, BackendInfo, CameraStatus, Source
+from ..types import Backend, BackendInfo, CameraStatus, Source
 from .assemble import Overrides, Plan, build_inference, load_backend, open_source_for
 from .lifecycle import close_quietly
 
 log = logging.getLogger(__name__)
-
-
-def backend_info(backend: Backend) -> BackendInfo:
-    """What the backend says it is. Fallback until every backend has `.info` (the backends'
-    work in issue 15): built from the attributes they carry today. Remove with it."""
-    info = getattr(backend, "info", None)
-    if isinstance(info, BackendInfo):
-        return info
-    return BackendInfo(backend.name, str(getattr(backend, "precision", None) or FP32),
-                       str(getattr(backend, "device", None) or "cpu"))
 
 
 @dataclass(frozen=True)
@@ -149,7 +139,7 @@ class Current:
 
     def backend_info(self) -> Optional[BackendInfo]:
         running = self._running
-        return backend_info(running.backend) if running is not None else None
+        return running.backend.info if running is not None else None
 
     def status_fields(self) -> Tuple[str, str]:
         """(pipeline, backend) of the MQTT status message; "" before they are known."""
