@@ -185,7 +185,7 @@ def _precision(session, model_path: str) -> str:
 
 def _check_model_file(model_path: str) -> None:
     if not os.path.isfile(model_path):
-        from ..tools.model_sources import hint_for
+        from .model_sources import hint_for
         raise ModelError("%s: model file not found; check the pipeline's models: entry%s" % (
             model_path, hint_for(model_path)))
 

@@ -187,7 +187,7 @@ def run(args) -> int:
     for spec in specs:
         missing = [p for p in spec.models.values() if not os.path.isfile(p)]
         if missing:
-            from .model_sources import missing_model_message
+            from ..backends.model_sources import missing_model_message
             raise ModelError(missing_model_message(spec.name, missing[0]))
         variants, skipped = _variants(spec, args.backends, args.threads, args.cache_dir)
         notes.extend("%s: %s skipped: %s" % (spec.name, k, why) for k, why in skipped)

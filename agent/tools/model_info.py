@@ -109,7 +109,7 @@ def read_model(path: str) -> ModelInfo:
     if os.path.isdir(path):
         raise ModelError("%s: is a folder; give the model file in it" % path)
     if not os.path.isfile(path):
-        from .model_sources import hint_for
+        from ..backends.model_sources import hint_for
         raise ModelError("%s: model file not found%s" % (path, hint_for(path)))
     kind = model_format(path)
     size = os.path.getsize(path)

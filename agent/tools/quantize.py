@@ -186,7 +186,7 @@ def run(args) -> int:
     if fp32 is None or not fp32.endswith(".onnx"):
         raise ConfigError("%s: quantize needs an ONNX model under models.onnxruntime" % spec.path)
     if not os.path.isfile(fp32):
-        from .model_sources import missing_model_message
+        from ..backends.model_sources import missing_model_message
         raise ModelError(missing_model_message(spec.name, fp32))
     gate = Gate.from_args(args)
     out = os.path.abspath(args.out or os.path.splitext(fp32)[0] + ".int8.onnx")
