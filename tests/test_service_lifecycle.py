@@ -252,6 +252,7 @@ def test_stuck_stage_names_the_stage_busy_too_long_and_clears_when_it_returns():
     from agent.pipeline import PipelineRunner
     from agent.sources import open_source
     from agent.stats import PipelineStats
+    from pipeline_fakes import WholeFrame
     release = threading.Event()
 
     def blocking_inference(frame):
@@ -259,7 +260,8 @@ def test_stuck_stage_names_the_stage_busy_too_long_and_clears_when_it_returns():
         raise RuntimeError("stop here")         # ends the run once released
 
     runner = PipelineRunner(open_source("synthetic://?frames=3&width=32&height=24"),
-                            blocking_inference, lambda result: None, PipelineStats())
+                            WholeFrame(blocking_inference), lambda result: None,
+                            PipelineStats())
     runner.start()
     time.sleep(0.3)
     assert runner.stuck_stage(0.2) == "inference"
