@@ -85,18 +85,3 @@ class Inference:
     def __call__(self, frame: Frame) -> FrameResult:
         return self.finish(self.infer(self.prepare(frame)))[1]
 
-
-class WholeFrame:
-    """A plain frame -> FrameResult callable, run entirely on the inference thread."""
-
-    def __init__(self, fn) -> None:
-        self._fn = fn
-
-    def prepare(self, frame: Frame) -> Frame:
-        return frame
-
-    def infer(self, frame: Frame) -> Tuple[Frame, FrameResult]:
-        return frame, self._fn(frame)
-
-    def finish(self, item: Tuple[Frame, FrameResult]) -> Tuple[Frame, FrameResult]:
-        return item

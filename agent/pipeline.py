@@ -19,14 +19,14 @@ import logging
 import queue
 import threading
 import time
-from typing import Callable, Optional
+from typing import Callable, Dict, Optional
 
-from .errors import EdgeAgentError
 import numpy as np
 
-from .inference import Inferred, WholeFrame
+from .errors import EdgeAgentError
+from .inference import Inference, Inferred
 from .stats import PipelineStats
-from .types import Frame, FrameResult, Source
+from .types import CAMERA_STOPPED, Frame, FrameResult, Source
 
 log = logging.getLogger(__name__)
 
@@ -96,13 +96,17 @@ class LatestSlot:
 class PipelineRunner:
     """Runs one source through one Inference into `emit` until the source ends or stop()."""
 
-    def __init__(self, source: Source, inference, emit: Callable[[FrameResult], None],
+    def __init__(self, source: Source, inference: Inference, emit: Callable[[FrameResult], None],
                  stats: PipelineStats, max_frames: Optional[int] = None,
-                 observe: Optional[Callable[[Frame, FrameResult], None]] = None) -> None:
-        # inference: an agent.inference.Inference (prepare / infer / finish), or any plain
-        # frame -> FrameResult callable, run whole on the inference thread
+                 observe: Optional[Callable[[Frame, FrameResult], None]] = None,
+                 start_thread: Callable[[threading.Thread], None] = threading.Thread.start
+                 ) -> None:
+        # inference: an agent.inference.Inference, or anything with its prepare(frame),
+        # infer(prepared) and finish(inferred) -> (frame, result) (tests' recording fakes)
+        # start_thread: starts each stage's thread; a test holds one back to order the stages
         self.source = source
-        self.inference = inference if hasattr(inference, "prepare") else WholeFrame(inference)
+        self.inference = inference
+        self._start_thread = start_thread
         # files: preprocess beside capture (the ring in Inference covers the bounded queue);
         # live: a replaced frame would free its tensor out of order, so preprocess on inference
         self._prepare_in_capture = not source.live
@@ -128,7 +132,7 @@ class PipelineRunner:
     def start(self) -> None:
         release_freed_memory()    # what a previous pipeline (a reload) freed goes back to the OS
         for thread in self._threads:
-            thread.start()
+            self._start_thread(thread)
 
     def stop(self) -> None:
         """Stop capturing; frames already captured are finished and emitted."""
@@ -191,7 +195,7 @@ class PipelineRunner:
                     break
                 frame = self._step("capture", self.source.read)
                 if frame is None:
-                    if self.source.live and getattr(self.source, "state", None) != "stopped":
+                    if self.source.live and self.source.status().state != CAMERA_STOPPED:
                         continue          # live: nothing new yet, or the camera is being reopened
                     log.info("source %s ended after %d frames", self.source.uri, read)
                     self.end_reason = "source_ended"
@@ -220,7 +224,7 @@ class PipelineRunner:
     def _without_pixels(self, inferred):
         """Hand the frame to the tap; the results queue gets a pixel-less copy of it."""
         if not isinstance(inferred, Inferred):
-            return inferred       # a plain frame -> result callable: nothing big travels on
+            return inferred       # a test's fake inference: no Prepared frame to strip
         frame = inferred.prepared.frame
         if self._seen is not None:
             self._seen(frame)

@@ -135,6 +135,9 @@ class TimedSource:
             self.captured[frame.index] = frame.mono
         return frame
 
+    def status(self):
+        return self._source.status()
+
     def close(self) -> None:
         self._source.close()
 

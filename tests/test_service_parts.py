@@ -66,20 +66,29 @@ def test_stuck_stage_names_the_stage_busy_too_long_and_clears_when_it_returns():
     from agent.pipeline import PipelineRunner
     from agent.sources import open_source
     from agent.stats import PipelineStats
-    release = threading.Event()
+    from pipeline_fakes import WholeFrame
+    entered, release = threading.Event(), threading.Event()
 
     def blocking_inference(frame):
-        release.wait(5)
+        entered.set()
+        release.wait(60)
         raise RuntimeError("stop here")         # ends the run once released
 
+    # given an inference stage that blocks on its first frame
     runner = PipelineRunner(open_source("synthetic://?frames=3&width=32&height=24"),
-                            blocking_inference, lambda result: None, PipelineStats())
+                            WholeFrame(blocking_inference), lambda result: None,
+                            PipelineStats())
     runner.start()
-    time.sleep(0.3)
+    assert entered.wait(30)
+    # when it has been busy for longer than the limit, then it is named; a longer limit is not
+    deadline = time.monotonic() + 30
+    while runner.stuck_stage(0.2) != "inference" and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert runner.stuck_stage(0.2) == "inference"
-    assert runner.stuck_stage(5.0) is None
+    assert runner.stuck_stage(3600.0) is None
+    # when it returns (raising), then nothing is stuck and the error is kept
     release.set()
-    assert runner.wait(5)
+    assert runner.wait(30)
     assert runner.stuck_stage(0.0) is None and isinstance(runner.error, RuntimeError)
 
 

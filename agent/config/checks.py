@@ -1,9 +1,21 @@
 """Small validators shared by every YAML reader: they turn bad values into ConfigError
 messages that name the file, the key, the value and what is allowed."""
 
+import reprlib
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from ..errors import ConfigError
+
+SHOWN_CHARS = 60          # a message shows this much of a bad value: a 10 MB list stays one line
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = SHOWN_CHARS
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 8
+
+
+def shown(value: Any) -> str:
+    """repr(value), cut to about SHOWN_CHARS characters ("..." where it was cut)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= SHOWN_CHARS else text[:SHOWN_CHARS - 3] + "..."
 
 
 def where(path: str, key: str) -> str:
@@ -21,26 +33,26 @@ def reject_unknown(data: Mapping, allowed: Iterable[str], path: str, prefix: str
 
 def need_mapping(value: Any, path: str, key: str) -> Mapping:
     if not isinstance(value, Mapping):
-        raise ConfigError("%s = %r: must be a mapping (key: value lines)" % (where(path, key), value))
+        raise ConfigError("%s = %s: must be a mapping (key: value lines)" % (where(path, key), shown(value)))
     return value
 
 
 def need_str(value: Any, path: str, key: str) -> str:
     if not isinstance(value, str) or not value:
-        raise ConfigError("%s = %r: must be a non-empty string" % (where(path, key), value))
+        raise ConfigError("%s = %s: must be a non-empty string" % (where(path, key), shown(value)))
     return value
 
 
 def need_bool(value: Any, path: str, key: str) -> bool:
     if not isinstance(value, bool):
-        raise ConfigError("%s = %r: must be true or false" % (where(path, key), value))
+        raise ConfigError("%s = %s: must be true or false" % (where(path, key), shown(value)))
     return value
 
 
 def need_int(value: Any, path: str, key: str, lo: Optional[int] = None,
              hi: Optional[int] = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError("%s = %r: must be an integer" % (where(path, key), value))
+        raise ConfigError("%s = %s: must be an integer" % (where(path, key), shown(value)))
     _check_range(value, path, key, lo, hi)
     return value
 
@@ -48,15 +60,15 @@ def need_int(value: Any, path: str, key: str, lo: Optional[int] = None,
 def need_number(value: Any, path: str, key: str, lo: Optional[float] = None,
                 hi: Optional[float] = None) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError("%s = %r: must be a number" % (where(path, key), value))
+        raise ConfigError("%s = %s: must be a number" % (where(path, key), shown(value)))
     _check_range(value, path, key, lo, hi)
     return float(value)
 
 
 def need_choice(value: Any, choices: Sequence, path: str, key: str) -> Any:
     if value not in choices:
-        raise ConfigError("%s = %r: must be one of %s" % (
-            where(path, key), value, ", ".join(str(c) for c in choices)))
+        raise ConfigError("%s = %s: must be one of %s" % (
+            where(path, key), shown(value), ", ".join(str(c) for c in choices)))
     return value
 
 
@@ -64,14 +76,14 @@ def need_list(value: Any, path: str, key: str, item_type: type = str,
               length: Optional[int] = None) -> list:
     if not isinstance(value, list) or not all(
             isinstance(v, item_type) and not isinstance(v, bool) for v in value):
-        raise ConfigError("%s = %r: must be a list of %s" % (
-            where(path, key), value, item_type.__name__))
+        raise ConfigError("%s = %s: must be a list of %s" % (
+            where(path, key), shown(value), item_type.__name__))
     if length is not None and len(value) != length:
-        raise ConfigError("%s = %r: must have exactly %d items" % (where(path, key), value, length))
+        raise ConfigError("%s = %s: must have exactly %d items" % (where(path, key), shown(value), length))
     return value
 
 
 def _check_range(value, path, key, lo, hi) -> None:
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = "between %s and %s" % (lo, hi) if hi is not None else ">= %s" % lo
-        raise ConfigError("%s = %r: must be %s" % (where(path, key), value, bounds))
+        raise ConfigError("%s = %s: must be %s" % (where(path, key), shown(value), bounds))
