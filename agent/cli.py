@@ -120,12 +120,14 @@ def cmd_build_engine(args) -> int:
 
 def cmd_unit(args) -> int:
     from .board.device import ROOT_ENV
-    from .board.sandbox import drop_in_for, write_drop_in
+    from .board.sandbox import render_drop_in, write_drop_in
+    from .config.profiles import profile_for_this_board
     profile = args.profile
     if profile is None and args.config:
         from .config.agent_config import load_config
         profile = load_config(args.config).profile
-    _, text = drop_in_for(profile, os.environ.get(ROOT_ENV, "/"))
+    _, chosen, _ = profile_for_this_board(profile, os.environ.get(ROOT_ENV, "/"))
+    text = render_drop_in(chosen.name, chosen.sandbox)
     if args.output:
         print(write_drop_in(args.output, text))
     else:

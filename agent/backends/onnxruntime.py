@@ -13,7 +13,7 @@ from typing import List, Mapping, Optional
 
 import numpy as np
 
-from ..config.checks import need_choice
+from ..checks import need_choice
 from ..errors import BackendUnavailable, ModelError
 from ..types import BackendInfo, TensorSpec
 from . import spec

@@ -9,7 +9,7 @@ import importlib
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
 
-from ..config.checks import need_bool, need_int, need_list, need_str, reject_unknown, where
+from ..checks import need_bool, need_int, need_list, need_str, reject_unknown, where
 from ..errors import ConfigError
 
 # The one list of backend keys (agent.backends.REGISTRY and profiles read it); the order is

@@ -18,7 +18,7 @@ for the socket at start, and start after the daemon.
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Tuple
 
-from ..config.checks import need_bool, need_list, need_mapping, reject_unknown, where
+from ..checks import need_bool, need_list, need_mapping, reject_unknown, where
 from ..errors import ConfigError
 
 KEYS = ("devices", "argus")
@@ -79,13 +79,6 @@ def effective_devices(sandbox: Sandbox) -> Tuple[str, ...]:
     return BASE_DEVICES + sandbox.devices
 
 
-
-
-def drop_in_for(forced_profile, root: str = "/") -> Tuple[str, str]:
-    """(profile name, drop-in text) for a named profile, else for the detected board."""
-    from ..config.profiles import profile_for_this_board
-    _, profile, _ = profile_for_this_board(forced_profile, root)
-    return profile.name, render_drop_in(profile.name, profile.sandbox)
 
 
 def write_drop_in(directory: str, text: str) -> str:

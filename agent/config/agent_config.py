@@ -5,11 +5,11 @@ import socket
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Mapping, Optional
 
-from .checks import (need_bool, need_choice, need_mapping, need_number, need_str, reject_unknown,
+from ..checks import (need_bool, need_choice, need_mapping, need_number, need_str, reject_unknown,
                      where)
 from .dashboards_config import (HomeAssistantSettings, HttpSettings, SnapshotSettings,
                                 homeassistant_settings, http_settings, snapshot_settings)
-from .defaults import reader
+from ..checks import reader
 from ..errors import ConfigError
 from ..mqtt.settings import MqttSettings, OutboxSettings
 from .profiles import BACKEND_KEYS

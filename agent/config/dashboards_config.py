@@ -5,9 +5,9 @@ import importlib.util
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Mapping, Optional, Tuple
 
-from .checks import (need_bool, need_int, need_list, need_mapping, need_number, need_str,
+from ..checks import (need_bool, need_int, need_list, need_mapping, need_number, need_str,
                      reject_unknown, where)
-from .defaults import reader
+from ..checks import reader
 from ..errors import ConfigError
 
 HA_KEYS = ("discovery", "prefix", "labels", "occupancy_hold_s")

@@ -7,7 +7,7 @@ from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Dict, Mapping, Optional, Tuple
 
 from . import resources
-from .checks import (need_choice, need_int, need_list, need_mapping, need_str, reject_unknown,
+from ..checks import (need_choice, need_int, need_list, need_mapping, need_str, reject_unknown,
                      where)
 from ..errors import ConfigError
 from ..processing.decoders import check_decoder_keys

@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 
 from . import resources
-from .checks import (need_bool, need_choice, need_int, need_list, need_mapping, need_str,
+from ..checks import (need_bool, need_choice, need_int, need_list, need_mapping, need_str,
                      reject_unknown, where)
 from ..backends.spec import checked as checked_options
 from ..backends.spec import defaults as option_defaults

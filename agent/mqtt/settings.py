@@ -11,9 +11,9 @@ import stat
 from dataclasses import dataclass, field  # novm: the dataclasses backport serves 3.6
 from typing import Any, Mapping, Optional
 
-from ..config.checks import (need_bool, need_choice, need_int, need_mapping, need_number, need_str,
+from ..checks import (need_bool, need_choice, need_int, need_mapping, need_number, need_str,
                       reject_unknown, where)
-from ..config.defaults import reader
+from ..checks import reader
 from ..errors import ConfigError
 from .. import wire
 

@@ -4,7 +4,7 @@ loading a pipeline (validate, detect, the CLI's parser) never needs cv2."""
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Mapping, Tuple
 
-from ..config.checks import need_choice, need_int, need_mapping, need_number, reject_unknown, where
+from ..checks import need_choice, need_int, need_mapping, need_number, reject_unknown, where
 from ..errors import ConfigError
 
 SECTION = "preprocess."

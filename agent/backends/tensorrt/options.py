@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping, Optional, Tuple
 
 from .. import spec
 from ..spec import Option
-from ...config.checks import need_choice, need_list, need_str, reject_unknown, where
+from ...checks import need_choice, need_list, need_str, reject_unknown, where
 from ...errors import ConfigError
 from ...types import FP16, FP32, PRECISIONS
 

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import yaml
 
-from ...config.checks import need_int, need_list, need_mapping, need_str, reject_unknown
+from ...checks import need_int, need_list, need_mapping, need_str, reject_unknown
 from ...errors import ConfigError
 
 SHARED_KEYS = ("user", "port", "key", "remote_root", "python", "device_id", "profile", "pipeline",

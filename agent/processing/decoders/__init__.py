@@ -8,7 +8,7 @@ is dynamic.
 
 from typing import List, Mapping
 
-from ...config.checks import need_choice, need_mapping, need_str, reject_unknown, where
+from ...checks import need_choice, need_mapping, need_str, reject_unknown, where
 from ...errors import ConfigError
 from ...types import Decoder, TensorSpec
 from .blazeface import BlazeFaceDecoder

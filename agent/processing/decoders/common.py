@@ -5,7 +5,7 @@ from typing import Iterable, List, Mapping, Optional, Sequence
 
 import numpy as np
 
-from ...config.checks import need_bool, need_choice, need_int, need_number, reject_unknown
+from ...checks import need_bool, need_choice, need_int, need_number, reject_unknown
 from ...errors import ModelError
 from ...types import Detections, ImageTransform, TensorSpec
 

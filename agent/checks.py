@@ -1,10 +1,12 @@
 """Small validators shared by every YAML reader: they turn bad values into ConfigError
-messages that name the file, the key, the value and what is allowed."""
+messages that name the file, the key, the value and what is allowed; and `reader`, which takes
+a missing key's default from its settings dataclass so each default is written once."""
 
 import reprlib
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from dataclasses import MISSING, fields  # novm: the dataclasses backport serves 3.6
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 SHOWN_CHARS = 60          # a message shows this much of a bad value: a 10 MB list stays one line
 _SHORT = reprlib.Repr()
@@ -87,3 +89,25 @@ def _check_range(value, path, key, lo, hi) -> None:
     if lo is not None and value < lo or hi is not None and value > hi:
         bounds = "between %s and %s" % (lo, hi) if hi is not None else ">= %s" % lo
         raise ConfigError("%s = %s: must be %s" % (where(path, key), shown(value), bounds))
+
+
+# ---- each config default lives once: on its settings dataclass's field; readers take a missing
+# key's value from there instead of repeating it in `.get(key, default)`.
+
+def default_of(cls: Any, name: str) -> Any:
+    """The default of field `name` of dataclass `cls` (KeyError: no such field or no default)."""
+    for f in fields(cls):
+        if f.name == name:
+            if f.default is not MISSING:
+                return f.default
+            if f.default_factory is not MISSING:  # type: ignore
+                return f.default_factory()  # type: ignore
+            break
+    raise KeyError("%s.%s has no default" % (cls.__name__, name))
+
+
+def reader(section: Mapping, cls: Any) -> Callable[[str], Any]:
+    """key -> section[key], or the default of cls's field of that name when the key is absent."""
+    def get(key: str) -> Any:
+        return section[key] if key in section else default_of(cls, key)
+    return get
