@@ -28,6 +28,10 @@ from .inference import Inference, Inferred
 from .stats import PipelineStats
 from .types import CAMERA_STOPPED, Frame, FrameResult, Source
 
+# Why a run ended (PipelineRunner.end_reason)
+STOPPED, MAX_FRAMES, SOURCE_ENDED = "stopped", "max_frames", "source_ended"
+END_REASONS = (STOPPED, MAX_FRAMES, SOURCE_ENDED)
+
 log = logging.getLogger(__name__)
 
 _END = object()       # end of stream marker, travels behind the last frame
@@ -121,7 +125,7 @@ class PipelineRunner:
         self._finished = 0
         self._finished_lock = threading.Lock()
         self.error = None              # type: Optional[BaseException]
-        self.end_reason = None         # type: Optional[str]  stopped | max_frames | source_ended
+        self.end_reason = None         # type: Optional[str]  one of END_REASONS
         self._frames = LatestSlot(stats.count_dropped) if source.live else queue.Queue(maxsize=2)
         self._results = queue.Queue(maxsize=RESULTS_QUEUE)
         self._busy_since = {}          # type: Dict[str, float]   stage -> monotonic start
@@ -191,14 +195,14 @@ class PipelineRunner:
         try:
             while not self._stop.is_set():
                 if self._max_frames is not None and read >= self._max_frames:
-                    self.end_reason = "max_frames"
+                    self.end_reason = MAX_FRAMES
                     break
                 frame = self._step("capture", self.source.read)
                 if frame is None:
                     if self.source.live and self.source.status().state != CAMERA_STOPPED:
                         continue          # live: nothing new yet, or the camera is being reopened
                     log.info("source %s ended after %d frames", self.source.uri, read)
-                    self.end_reason = "source_ended"
+                    self.end_reason = SOURCE_ENDED
                     break
                 read += 1
                 self.stats.count_captured()
@@ -206,7 +210,7 @@ class PipelineRunner:
                     frame = self._step("capture", self.inference.prepare, frame)
                 self._put(self._frames, frame)
             else:
-                self.end_reason = "stopped"
+                self.end_reason = STOPPED
         finally:
             self._put(self._frames, _END)
 

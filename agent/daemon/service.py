@@ -14,7 +14,7 @@ import sys
 import time
 from typing import Callable, Optional, Tuple
 
-from .. import __version__
+from .. import __version__, wire
 from .assemble import Overrides, Plan, make_plan
 from ..config.agent_config import AgentConfig, load_config
 from ..outputs.dashboards import Dashboards
@@ -28,6 +28,7 @@ from ..outputs.snapshot import SnapshotTap
 from .running import Assembler, Current, Outlets, RunningPipeline
 from .sdnotify import Notifier, watchdog_interval_s
 from ..stats import PipelineStats
+from ..pipeline import SOURCE_ENDED
 from ..types import CAMERA_LOST
 
 log = logging.getLogger(__name__)
@@ -129,7 +130,7 @@ class Service:
         running = self._assemble(config, overrides, plan, outlets)
         self.running = running
         self.now.show(running)
-        self.outputs.announce("online")
+        self.outputs.announce(wire.ONLINE)
         running.start()
         self.dashboards.pipeline_started(plan, running.backend, self.health)
         self.now.state = RUNNING
@@ -162,7 +163,7 @@ class Service:
             raise runner.error       # the CLI prints it as one line with its exit code
         if runner.error is not None:
             return EXIT_CRASH
-        if runner.end_reason == "source_ended" and running.source.live:
+        if runner.end_reason == SOURCE_ENDED and running.source.live:
             log.error("live source %s ended although nobody closed it", running.source.uri)
             return EXIT_CRASH
         self._ready(running)          # a short file may end before the first tick

@@ -21,6 +21,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
 
+from .. import wire
 from ..backoff import Backoff
 from . import paho_compat
 from . import tls
@@ -113,7 +114,7 @@ class MqttLink:
         with self._lock:
             client = self._client
         if client is not None and self._connected.is_set():
-            info = client.publish(self.status_topic, self._status_payload("stopped"), qos=1,
+            info = client.publish(self.status_topic, self._status_payload(wire.STOPPED), qos=1,
                                   retain=True)
             _wait_published(info, timeout_s)
             client.disconnect()
@@ -178,7 +179,7 @@ class MqttLink:
     def _new_client(self) -> Any:
         s = self.settings
         client = paho_compat.new_client(self.client_id, self._mqtt5)
-        client.will_set(self.status_topic, self._status_payload("offline"), qos=1, retain=True)
+        client.will_set(self.status_topic, self._status_payload(wire.OFFLINE), qos=1, retain=True)
         if s.username is not None:
             client.username_pw_set(s.username, s.password)
         if self._tls is not None:
@@ -225,7 +226,7 @@ class MqttLink:
 
     def _on_accepted(self, client: Any, properties: Any) -> None:
         self.receive_maximum = paho_compat.receive_maximum(properties)
-        client.publish(self.status_topic, self._status_payload("online"), qos=1, retain=True)
+        client.publish(self.status_topic, self._status_payload(wire.ONLINE), qos=1, retain=True)
         for topic in list(self._subs):
             client.subscribe(topic, 1)
         with self._lock:

@@ -8,6 +8,7 @@ from typing import Dict, Optional
 
 from ..config.agent_config import AgentConfig
 from ..errors import OutputError
+from .. import wire
 from ..wire import status_payload
 from .reporter import LocalSequence, Payload
 
@@ -53,7 +54,7 @@ class Outputs:
         pipeline, backend = self._now.status_fields()
         return status_payload(state, self.config.device_id, pipeline, backend, time.time())
 
-    def announce(self, state: str = "online") -> None:
+    def announce(self, state: str = wire.ONLINE) -> None:
         """Re-send the retained status once the backend is known (the birth message at connect
         time may predate it)."""
         if self.publisher is not None:
