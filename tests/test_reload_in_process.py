@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from agent_proc import wait_until, write_config
+from pipeline_fakes import WholeFrame
 from agent.config.agent_config import load_config
 from agent.daemon.assemble import Overrides
 from agent.daemon.running import Assembler
@@ -52,7 +53,7 @@ class RecordingAssembly:
             found = Detections(np.array([[1.0, 1.0, 5.0, 5.0]]), np.array([0.9]), np.array([0]))
             return FrameResult(frame.index, frame.width, frame.height, frame.ts,
                                {"infer": 1.0}, detections=found)
-        return infer
+        return WholeFrame(infer)
 
     def open(self, plan, config):
         return open_source(SOURCE)
