@@ -84,8 +84,8 @@ PY36_IGNORE := --ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shi
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[num_classes_contradicts_model] \
 	--deselect=tests/test_cli_validate_detect.py::test_detect_json_with_recorded_board_files_reports_the_right_profile \
 	--deselect=tests/test_run_e2e.py::test_print_without_mqtt_writes_one_schema_valid_json_line_per_result \
-	--deselect=tests/test_decoders.py::test_blazeface_finds_the_astronauts_face_with_the_real_model \
-	--deselect=tests/test_decoders.py::test_blazeface_finds_nothing_in_a_blank_frame \
+	--deselect=tests/test_decoders_blazeface.py::test_blazeface_finds_the_astronauts_face_with_the_real_model \
+	--deselect=tests/test_decoders_blazeface.py::test_blazeface_finds_nothing_in_a_blank_frame \
 	--deselect=tests/test_bench_device.py::test_bench_measures_the_face_detector_here \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[labels_count_differs_from_model_classes] \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[yolov5_decoder_on_a_yolov8_export] \

@@ -210,7 +210,8 @@ def _holder(fd):
         return {}
 
 
-def _alive(pid):
+def pid_alive(pid):
+    """Whether a process with this id exists (also used by workspace.py on the workstation)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -224,7 +225,7 @@ def _break_stale(holder, stale_s):
     """True when the holder was a deploy on this boot that ran past `stale_s` (hung): it is
     stopped (TERM, then KILL). Every step is crash-safe, so stopping it loses nothing."""
     pid = holder.get("pid")
-    if not isinstance(pid, int) or holder.get("boot_id") != boot_id() or not _alive(pid):
+    if not isinstance(pid, int) or holder.get("boot_id") != boot_id() or not pid_alive(pid):
         return False
     if time.time() - holder.get("started", time.time()) < stale_s:
         return False
@@ -236,7 +237,7 @@ def _break_stale(holder, stale_s):
         except ProcessLookupError:
             return True
         until = time.monotonic() + wait
-        while time.monotonic() < until and _alive(pid):
+        while time.monotonic() < until and pid_alive(pid):
             time.sleep(0.1)
     return True
 

@@ -15,20 +15,11 @@ import tempfile
 from typing import Any, List
 
 from . import ssh
+from .remote_helper import pid_alive
 
 log = logging.getLogger(__name__)
 PREFIX = "edgeagent-deploy-"
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def close_masters(folder: str) -> None:
@@ -44,7 +35,7 @@ def sweep_dead_runs(parent: str) -> List[str]:
     for name in os.listdir(parent):
         pid = name[len(PREFIX):].split("-", 1)[0]
         path = os.path.join(parent, name)
-        if not name.startswith(PREFIX) or not pid.isdigit() or _pid_alive(int(pid)):
+        if not name.startswith(PREFIX) or not pid.isdigit() or pid_alive(int(pid)):
             continue
         if not os.path.isdir(path) or os.stat(path).st_uid != os.geteuid():
             continue
