@@ -1,1 +1,1 @@
-../../../../../../../agent/deploy/remote_helper.py
+../../../../../../../agent/fleet/deploy/remote_helper.py
