@@ -156,3 +156,19 @@ def test_a_cli_override_goes_through_the_backends_own_check():
     with pytest.raises(ConfigError) as error:
         TrtOptions.from_context({"precision": "fp8"}, BackendContext("p.yaml"))
     assert "tensorrt.precision" in str(error.value)
+
+
+@pytest.mark.parametrize("key", ["onnxruntime", "tflite"])
+def test_options_class_is_made_from_the_table_and_parses_once(key):
+    from agent.backends import spec
+    cls = spec.options_class_of(key)
+    # given the class made from the table: its defaults are the table's defaults
+    values = spec.as_dict(cls())
+    for name, default in spec.defaults(option_specs(key)).items():
+        assert values[name] == (list(default) if isinstance(default, tuple) else default)
+    # when an instance is parsed again, it comes back as it is (no second check)
+    made = spec.parse(cls, {"threads": 2}, "p.yaml", key + ".")
+    assert spec.parse(cls, made, "p.yaml", key + ".") is made and made.threads == 2
+    # and a bad value is refused by the option's own check
+    with pytest.raises(ConfigError):
+        spec.parse(cls, {"threads": -1}, "p.yaml", key + ".")

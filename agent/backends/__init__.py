@@ -55,7 +55,9 @@ def load(key: str, model_path: str, options: Mapping, where: Union[str, BackendC
     reason = module.probe()
     if reason is not None:
         raise BackendUnavailable(reason)
-    return module.BACKEND_CLASS.from_options(model_path, dict(options), context_of(where))
+    # a typed options instance (already checked) goes as it is; a mapping as a fresh copy
+    given = dict(options) if isinstance(options, Mapping) else options
+    return module.BACKEND_CLASS.from_options(model_path, given, context_of(where))
 
 
 def select(order: Sequence[str], model_for: Callable[[str], Optional[str]],

@@ -47,6 +47,8 @@ OPTION_SPECS = (
 INJECTED = (Option("cache_dir", None, lambda value, path, key: value,
                    "TensorRT provider's engine cache (the service sets <state_dir>/engines)"),)
 OPTIONS = tuple(o.name for o in OPTION_SPECS + INJECTED)
+# the typed options, made from the table (spec.parse fills it once; from_options takes it as is)
+OrtOptions = OPTIONS_CLASS = spec.options_class("OrtOptions", OPTION_SPECS + INJECTED, __name__)
 SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 log = logging.getLogger(__name__)
 
@@ -114,7 +116,7 @@ class OnnxRuntimeBackend:
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, context) -> "OnnxRuntimeBackend":
         context = spec.context_of(context)
-        opts = spec.checked(OPTION_SPECS + INJECTED, options, context.where, "onnxruntime.")
+        opts = spec.as_dict(spec.parse(OrtOptions, options, context.where, "onnxruntime."))
         if opts["cache_dir"] is None and TRT_EP in opts["providers"]:
             opts["cache_dir"] = context.cache_dir       # the TensorRT EP's engines
         ort = _import()

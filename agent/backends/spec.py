@@ -1,10 +1,13 @@
 """How a backend declares the options a device profile may give it: name, default, check and
-the line docs/profiles.md shows. Each backend module owns its tuple (OPTION_SPECS); profiles.py
-and the backend's own from_options both read it, so a default or check lives in one place.
+the line docs/profiles.md shows. Each backend module owns its tuple (OPTION_SPECS) and the frozen
+class made from it (options_class); profiles.py parses a profile's options into that class once
+and the backend takes the instance as it is, so a default or check lives in one place and runs
+once. Adding an option is one Option entry (plus its docs/profiles.md row).
 
 Kept free of runtime imports: profiles validate on boards where the runtime is missing.
 """
 
+import dataclasses  # novm: the dataclasses backport serves 3.6
 import importlib
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -48,8 +51,42 @@ def option_specs(key: str) -> Tuple[Option, ...]:
     return importlib.import_module(dict(SPEC_MODULES)[key]).OPTION_SPECS
 
 
+def options_class_of(key: str) -> type:
+    """The backend's frozen options class (OPTIONS_CLASS beside its OPTION_SPECS)."""
+    return importlib.import_module(dict(SPEC_MODULES)[key]).OPTIONS_CLASS
+
+
 def defaults(specs: Sequence[Option]) -> Dict[str, Any]:
     return {o.name: o.default for o in specs}
+
+
+def options_class(name: str, specs: Sequence[Option], module: str) -> type:
+    """A frozen dataclass with one field per option, defaulting to the option's default; SPECS
+    on the class keeps the checks for parse(). Defaults must be immutable (tuples, not lists)."""
+    cls = dataclasses.make_dataclass(
+        name, [(o.name, Any, dataclasses.field(default=o.default)) for o in specs], frozen=True)
+    cls.SPECS = tuple(specs)
+    cls.__module__ = module
+    return cls
+
+
+def parse(cls: type, given: Any, path: str, prefix: str, base: Any = None) -> Any:
+    """An instance of cls: given as it is when it already is one (checked when it was made),
+    else a mapping whose keys are checked and the rest taken from base (or the defaults)."""
+    if isinstance(given, cls):
+        return given
+    reject_unknown(given, [o.name for o in cls.SPECS], path, prefix)
+    chosen = {}
+    for option in cls.SPECS:
+        if option.name in given:
+            chosen[option.name] = option.check(given[option.name], path, prefix + option.name)
+    return dataclasses.replace(base if base is not None else cls(), **chosen)
+
+
+def as_dict(options: Any) -> Dict[str, Any]:
+    """A fresh dict of an options instance (tuples as lists, for display and CLI overrides)."""
+    return {f.name: list(v) if isinstance(v, tuple) else v
+            for f, v in ((f, getattr(options, f.name)) for f in dataclasses.fields(options))}
 
 
 def checked(specs: Sequence[Option], given: Mapping, path: str, prefix: str) -> Dict[str, Any]:

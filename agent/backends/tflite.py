@@ -27,6 +27,8 @@ OPTION_SPECS = (
            "(`experimental_op_resolver_type=BUILTIN_WITHOUT_DEFAULT_DELEGATES`)"),
 )
 OPTIONS = tuple(o.name for o in OPTION_SPECS)
+# the typed options, made from the table (spec.parse fills it once; from_options takes it as is)
+TfliteOptions = OPTIONS_CLASS = spec.options_class("TfliteOptions", OPTION_SPECS, __name__)
 log = logging.getLogger(__name__)
 
 # tflite-runtime 2.14 (its last release, the only one for Python 3.8 and older boards) cannot load
@@ -130,7 +132,8 @@ class TFLiteBackend:
 
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, context) -> "TFLiteBackend":
-        opts = spec.checked(OPTION_SPECS, options, spec.context_of(context).where, "tflite.")
+        opts = spec.as_dict(spec.parse(TfliteOptions, options, spec.context_of(context).where,
+                                       "tflite."))
         threads = opts["threads"] or os.cpu_count() or 1      # 0 = one per core
         interpreter_cls, runtime = _load_interpreter()
         kwargs = interpreter_kwargs(interpreter_cls, threads, opts["xnnpack"])
