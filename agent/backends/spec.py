@@ -1,8 +1,9 @@
 """How a backend declares the options a device profile may give it: name, default, check and
 the line docs/profiles.md shows. Each backend module owns its tuple (OPTION_SPECS) and the frozen
-class made from it (options_class); profiles.py parses a profile's options into that class once
-and the backend takes the instance as it is, so a default or check lives in one place and runs
-once. Adding an option is one Option entry (plus its docs/profiles.md row).
+class made from it (options_class). profiles.py checks a profile's options against the same
+table, and the backend parses them into its class (an instance passes as it is). So a default or
+check is written in one place; adding an option is one Option entry plus its docs/profiles.md
+row. (On the service path the check still runs twice, once in the profile and once in the backend.)
 
 Kept free of runtime imports: profiles validate on boards where the runtime is missing.
 """
