@@ -1,15 +1,11 @@
 """The local HTTP endpoint on the real agent: /metrics linted by promtool and scraped by a real
 Prometheus, /healthz, /latest, /snapshot.jpg, POST /infer against `--print` on the same photos,
-and a fuzz run (no crash, no traceback, memory flat)."""
+/infer across a reload. Bad input and fuzzing: tests/test_http_bad_input.py."""
 
-import contextlib
-import http.client
 import json
 import os
-import random
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +16,8 @@ import numpy as np
 import pytest
 
 from broker import free_port
-from conftest import ROOT, agent_env, run_agent, start_agent
+from conftest import ROOT, agent_env, run_agent
+from http_helpers import agent, http_agent, request, wait_http  # noqa: F401 - agent: fixture
 
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -29,59 +26,6 @@ FAMILIES = ("edgeagent_frames_captured_total", "edgeagent_frames_processed_total
             "edgeagent_camera_reconnects_total", "edgeagent_camera_stalls_total",
             "edgeagent_outbox_pending_messages", "edgeagent_outbox_dropped_total",
             "edgeagent_outbox_rejected_total", "edgeagent_backend_info", "edgeagent_build_info")
-
-
-def request(port, method, path, body=None, headers=None, timeout=30):
-    """(status, headers, body bytes)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request(method, path, body=body, headers=headers or {})
-        response = conn.getresponse()
-        return response.status, dict(response.getheaders()), response.read()
-    finally:
-        conn.close()
-
-
-def wait_http(port, proc, log_path, timeout_s=120):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, open(log_path).read()[-3000:]
-        try:
-            if request(port, "GET", "/healthz", timeout=2)[0] == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("no healthy /healthz within %s s:\n%s" % (timeout_s,
-                                                                   open(log_path).read()[-3000:]))
-
-
-@contextlib.contextmanager
-def http_agent(folder, images_dir, pipeline="face-detect", **http):
-    """The agent looping over `images_dir` with the HTTP endpoint on a free port."""
-    section = dict({"port": free_port(), "infer_per_s": 1000}, **http)
-    config = os.path.join(str(folder), "config-%s.yaml" % pipeline)
-    with open(config, "w") as handle:
-        handle.write("mqtt: {enabled: false}\nstate_dir: %s\nbackend: onnxruntime\n"
-                     "source: images://%s\ncamera: {loop: true}\npipeline: %s\nhttp: %s\n" % (
-                         os.path.join(str(folder), "state"), images_dir, pipeline,
-                         json.dumps(section)))
-    log_path = os.path.join(str(folder), "agent-%s.log" % pipeline)
-    proc = start_agent(["run", "--config", config], log_path)
-    try:
-        wait_http(section["port"], proc, log_path)
-        yield section["port"], proc, log_path
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
-
-
-@pytest.fixture(scope="module")
-def agent(tmp_path_factory, sample_images_dir):
-    folder = tmp_path_factory.mktemp("http-agent")
-    with http_agent(folder, sample_images_dir) as running:
-        yield running
 
 
 def test_metrics_pass_promtool_and_carry_every_family(agent):
@@ -193,94 +137,6 @@ def test_infer_on_real_photos_matches_print_on_the_same_photos(tmp_path, sample_
                 assert answer["detections"] == [], name
     if pipeline == "face-detect":
         assert "astronaut.jpg" in by_name
-
-
-def test_bad_requests_get_one_line_and_a_4xx(agent, sample_images_dir):
-    port, proc, log_path = agent
-    with open(os.path.join(sample_images_dir, "astronaut.jpg"), "rb") as handle:
-        jpeg = handle.read()
-    cases = [
-        ("POST", "/infer", b"not an image", {}, 415),
-        ("POST", "/infer", jpeg[:2000], {}, 400),
-        ("POST", "/infer", b"x", {"Content-Length": str(10 ** 9)}, 413),
-        ("GET", "/infer", None, {}, 405),
-        ("GET", "/nope", None, {}, 404),
-        ("POST", "/infer", b"\x89PNG\r\n\x1a\n" + b"\0\0\0\rIHDR" + b"\x00\x01\x00\x00" * 2, {},
-         413),
-    ]
-    for method, path, body, headers, code in cases:
-        status, _, answer = request(port, method, path, body, headers)
-        assert status == code, (method, path, status, answer)
-        assert answer.count(b"\n") == 1 and answer.endswith(b"\n"), answer
-    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
-    raw.sendall(b"POST /infer HTTP/1.0\r\n\r\n")
-    assert raw.recv(100).startswith(b"HTTP/1.0 411")
-    raw.close()
-    assert proc.poll() is None
-
-
-def rss_kb(pid):
-    with open("/proc/%d/status" % pid) as handle:
-        for line in handle:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    raise AssertionError("no VmRSS")
-
-
-def fuzz_once(port, rng, jpeg):
-    kind = rng.randrange(7)
-    if kind == 0:           # random bytes straight on the socket
-        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-        raw.sendall(bytes(rng.getrandbits(8) for _ in range(rng.randrange(1, 600))))
-        raw.shutdown(socket.SHUT_WR)
-        with contextlib.suppress(OSError):
-            raw.recv(4096)
-        raw.close()
-        return
-    if kind == 1:           # a request line and headers cut short, then gone
-        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
-        raw.sendall(b"POST /infer HTTP/1.1\r\nContent-Length: 50000\r\n\r\n" + jpeg[:100])
-        raw.close()
-        return
-    body = None
-    if kind == 2:
-        body = bytearray(jpeg)
-        for _ in range(rng.randrange(1, 50)):
-            body[rng.randrange(len(body))] = rng.getrandbits(8)
-        body = bytes(body)
-    elif kind == 3:
-        body = jpeg[:rng.randrange(len(jpeg))]
-    elif kind == 4:
-        body = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 3000)))
-    method = rng.choice(["GET", "POST", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"])
-    path = rng.choice(["/infer", "/metrics", "/healthz", "/latest", "/snapshot.jpg", "/",
-                       "/%2e%2e/etc/passwd", "/infer?x=" + "a" * 3000, "//", "/" + "x" * 70000])
-    headers = {"Content-Type": rng.choice(["image/jpeg", "text/plain", "\u00e9\u00e9"])}
-    try:
-        request(port, method, path, body, headers, timeout=10)
-    except (OSError, http.client.HTTPException):
-        pass                # the server may close on hostile input: that is fine
-
-
-def test_fuzzing_the_endpoint_no_crash_no_traceback_memory_flat(agent, sample_images_dir):
-    port, proc, log_path = agent
-    with open(os.path.join(sample_images_dir, "astronaut.jpg"), "rb") as handle:
-        jpeg = handle.read()
-    rng = random.Random(1312)
-    for _ in range(400):    # warm up: allocator pools, caches, onnxruntime arenas
-        fuzz_once(port, rng, jpeg)
-    before = rss_kb(proc.pid)
-    for _ in range(600):
-        fuzz_once(port, rng, jpeg)
-    after = rss_kb(proc.pid)
-    assert proc.poll() is None
-    assert request(port, "GET", "/healthz")[0] == 200
-    log = open(log_path).read()
-    assert "Traceback" not in log, log[-3000:]
-    assert after - before < 20 * 1024, "RSS grew from %d to %d kB" % (before, after)
-    metrics = request(port, "GET", "/metrics")[2].decode()
-    assert 'code="500"' not in metrics and 'code="415"' in metrics and 'code="404"' in metrics
-    print("fuzz: RSS %d -> %d kB" % (before, after))
 
 
 def test_http_off_never_imports_prometheus_client():
