@@ -52,7 +52,7 @@ test-py38: $(VENV38)/.installed models
 	$(VENV38)/bin/python -m pytest -q -p no:cacheprovider \
 		--ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shipped.py \
 		--ignore=tests/test_packaging.py --ignore=tests/test_install_boards.py \
-		--ignore=tests/test_ingest.py --ignore-glob="tests/test_board_*" \
+		--ignore-glob="tests/test_ingest*" --ignore-glob="tests/test_board_*" \
 		--ignore=tests/test_bench.py --ignore=tests/test_quantize.py \
 		--ignore=tests/test_torch_export.py
 
@@ -74,9 +74,9 @@ $(VENV36)/.installed: requirements/py36-device.txt setup.cfg
 # the nudenet YOLOv8 export): the deselected cases below use one or the other; 3.8 and 3.11 run them.
 PY36_IGNORE := --ignore-glob="tests/test_deploy*" --ignore=tests/test_models_shipped.py \
 	--ignore=tests/test_packaging.py --ignore=tests/test_install_boards.py \
-	--ignore=tests/test_monitor.py --ignore=tests/test_schemas.py \
+	--ignore-glob="tests/test_monitor*" --ignore-glob="tests/test_schemas*" \
 	--ignore=tests/test_yolov8_real_model.py --ignore=tests/test_backend_parity.py \
-	--ignore=tests/test_ingest.py --ignore-glob="tests/test_board_*" --ignore=tests/test_bench.py \
+	--ignore-glob="tests/test_ingest*" --ignore-glob="tests/test_board_*" --ignore=tests/test_bench.py \
 	--ignore=tests/test_quantize.py --ignore=tests/test_torch_export.py \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[missing_tflite] \
 	--deselect=tests/test_cli_errors.py::test_bad_input_gives_one_clear_line_and_an_error_exit[corrupt_tflite] \
