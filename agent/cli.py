@@ -7,10 +7,8 @@ import dataclasses  # novm: the dataclasses backport serves 3.6
 import json
 import logging
 import os
-import signal
 import sys
-import threading
-from typing import List, Optional, Tuple
+from typing import List, Optional
 
 from .cli_args import build_parser
 from .errors import EdgeAgentError, OutputError
@@ -148,7 +146,6 @@ EXIT_BROKEN_PIPE = 141      # 128 + SIGPIPE: stdout's reader went away (`edgeage
 
 def main(argv: Optional[List[str]] = None) -> int:
     name = "edgeagent"
-    previous = _interrupt_outside_finalizers()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
@@ -170,29 +167,6 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_BROKEN_PIPE
     finally:
         _flush_stdout()
-        for signum, handler in previous:    # an in-process caller gets its handlers back
-            signal.signal(signum, handler)
-
-
-RETRY_INTERRUPT_S = 0.02
-
-
-def _interrupt_outside_finalizers() -> List[Tuple[int, object]]:
-    """Ctrl-C as KeyboardInterrupt, as Python does, except while a finalizer (__del__) runs:
-    raised there, Python can only print it as "Exception ignored ... Traceback" and carries on
-    (seen on 3.6 when Ctrl-C met subprocess.Popen.__del__). There it is raised a moment later,
-    once the finalizer is done. `run` installs its own handlers over these."""
-    def interrupt(signum, frame):
-        while frame is not None:
-            if frame.f_code.co_name == "__del__":
-                signal.setitimer(signal.ITIMER_REAL, RETRY_INTERRUPT_S)
-                return
-            frame = frame.f_back
-        raise KeyboardInterrupt
-    if threading.current_thread() is not threading.main_thread():
-        return []        # only the main thread may set handlers (and gets KeyboardInterrupt)
-    return [(signum, signal.signal(signum, interrupt)) for signum in (signal.SIGINT,
-                                                                      signal.SIGALRM)]
 
 
 def _command_for(command: str):

@@ -97,7 +97,9 @@ def test_thread_crash_is_reported_once_on_pythons_without_threading_excepthook(m
     # JetPack 4.6 runs Python 3.6: no threading.excepthook, so Thread.run is wrapped instead
     import threading
     from agent.daemon.lifecycle import CrashWatch, _wrap_thread_run
-    monkeypatch.setattr(threading.Thread, "run", threading.Thread.run)   # restored afterwards
+    # restored afterwards; unwrapped, in case a service ran in this process before (3.6)
+    monkeypatch.setattr(threading.Thread, "run",
+                        getattr(threading.Thread.run, "__wrapped__", threading.Thread.run))
     watch = CrashWatch()
     _wrap_thread_run(watch.report)            # what install() does where excepthook is missing
 

@@ -102,6 +102,7 @@ def _wrap_thread_run(report: Callable[[str, tuple], None]) -> None:
         except BaseException:  # noqa: B902 - report any death, then let the thread end
             report(self.name, sys.exc_info())
     run._edgeagent_wrapped = True
+    run.__wrapped__ = original
     threading.Thread.run = run
 
 
