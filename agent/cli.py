@@ -40,6 +40,11 @@ def _require_cv2() -> None:
 
 
 def cmd_run(args) -> int:
+    from .daemon.lifecycle import Signals
+    # First of all: from here on a Ctrl-C or SIGTERM while loading is a stop request (a flag),
+    # not an exception that an import on the way could swallow (Python 3.6's uuid and cv2's
+    # loader catch everything in places).
+    signals = Signals().install()
     _require_cv2()
     from .config.agent_config import load_config
     from .daemon.logs import setup_logging
@@ -57,9 +62,8 @@ def cmd_run(args) -> int:
     echo = _stdout_line if args.print_results else None
     if args.print_all:
         echo = _EveryFrame()
-    service = Service(config, overrides, args.config, args.max_frames, echo)
-    service.install_signal_handlers()
-    return service.run()
+    return Service(config, overrides, args.config, args.max_frames, echo,
+                   signals=signals).run()
 
 
 class _EveryFrame:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from agent.backends import onnxruntime as ort_backend
-from agent.backends.spec import checked, doc_rows, option_specs
+from agent.backends.spec import doc_rows, option_specs, profile_options
 from agent.errors import ConfigError
 from agent.config.profiles import profile_from_dict
 
@@ -79,7 +79,7 @@ def test_real_session_runs_with_spinning_off():
 ])
 def test_each_option_is_checked_where_the_backend_declares_it(key, bad, message):
     with pytest.raises(ConfigError) as error:
-        checked(option_specs(key), bad, "p.yaml", key + ".")
+        profile_options(key, bad, "p.yaml", key + ".")
     assert message in str(error.value)
 
 
@@ -158,8 +158,12 @@ def test_a_cli_override_goes_through_the_backends_own_check():
     assert "tensorrt.precision" in str(error.value)
 
 
-@pytest.mark.parametrize("key", ["onnxruntime", "tflite"])
-def test_options_class_is_made_from_the_table_and_parses_once(key):
+@pytest.mark.parametrize("key,given,bad", [
+    ("onnxruntime", {"threads": 2}, {"threads": -1}),
+    ("tflite", {"xnnpack": False}, {"threads": -1}),
+    ("tensorrt", {"workspace_mb": 512}, {"workspace_mb": 0}),
+])
+def test_options_class_is_made_from_the_table_and_parses_once(key, given, bad):
     from agent.backends import spec
     cls = spec.options_class_of(key)
     # given the class made from the table: its defaults are the table's defaults
@@ -167,8 +171,48 @@ def test_options_class_is_made_from_the_table_and_parses_once(key):
     for name, default in spec.defaults(option_specs(key)).items():
         assert values[name] == (list(default) if isinstance(default, tuple) else default)
     # when an instance is parsed again, it comes back as it is (no second check)
-    made = spec.parse(cls, {"threads": 2}, "p.yaml", key + ".")
-    assert spec.parse(cls, made, "p.yaml", key + ".") is made and made.threads == 2
+    made = spec.parse(cls, given, "p.yaml", key + ".")
+    assert spec.parse(cls, made, "p.yaml", key + ".") is made
+    assert [getattr(made, name) for name in given] == list(given.values())
     # and a bad value is refused by the option's own check
     with pytest.raises(ConfigError):
-        spec.parse(cls, {"threads": -1}, "p.yaml", key + ".")
+        spec.parse(cls, bad, "p.yaml", key + ".")
+
+
+def test_the_profile_checks_once_and_the_backend_takes_its_options_as_they_are():
+    from agent.backends.spec import BackendContext, options_class_of
+    from agent.backends.tensorrt.options import TrtOptions
+    from agent.config.profiles import profile_from_dict
+    # given a profile read once: each backend's options are its frozen class
+    read = profile_from_dict({"name": "t", "description": "t", "match": {"arch": ["aarch64"]},
+                              "backends": [{"tensorrt": {"precision": "int8", "dla_core": 0}},
+                                           {"onnxruntime": {"threads": 3}}]}, "t.yaml")
+    typed = read.typed_options("tensorrt")
+    assert isinstance(typed, options_class_of("tensorrt"))
+    assert isinstance(read.typed_options("tflite"), options_class_of("tflite"))   # not listed
+    # when TensorRT takes them with the service's context
+    opts = TrtOptions.from_context(typed, BackendContext("t.yaml", "/state/engines", (640, 480)))
+    # then the profile's values, the context's parts and the builder's (height, width) arrive
+    assert (opts.precision, opts.dla_core, opts.cache_dir, opts.input_size) == (
+        "int8", 0, "/state/engines", (480, 640))
+    # and ONNX Runtime runs with the instance as it is
+    backend = ort_backend.OnnxRuntimeBackend.from_options(
+        FACE_ONNX, read.typed_options("onnxruntime"), BackendContext("t.yaml"))
+    assert backend.info.name == "onnxruntime"
+
+
+def test_a_profile_may_not_set_what_the_service_injects():
+    # cache_dir is the service's (<state_dir>/engines), not a profile key
+    with pytest.raises(ConfigError) as error:
+        profile({"cache_dir": "/tmp/engines"})
+    assert "onnxruntime.cache_dir: unknown key" in str(error.value)
+
+
+def test_dla_with_fp32_is_refused_from_a_checked_profile_too():
+    from agent.backends.spec import BackendContext, profile_options
+    from agent.backends.tensorrt.options import TrtOptions
+    typed = profile_options("tensorrt", {"precision": "fp32", "dla_core": 1}, "p.yaml",
+                            "tensorrt.")
+    with pytest.raises(ConfigError) as error:
+        TrtOptions.from_context(typed, BackendContext("p.yaml"))
+    assert "DLA runs fp16 or int8 only" in str(error.value)

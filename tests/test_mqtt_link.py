@@ -14,9 +14,11 @@ import time
 
 import pytest
 
+from agent import wire
+from agent_proc import wait_until
 from broker import Broker, Subscriber, dedupe
 from mqtt_link_helpers import (DEVICE, RESULTS, ROOT, broker, result_payload,  # noqa: F401 (fixture)
-                               start_publisher, states)
+                               start_publisher, states, status_payload)
 
 
 
@@ -190,32 +192,31 @@ def test_publisher_killed_during_outage_delivers_its_outbox_after_restart(tmp_pa
 
 # ---- commands, health, reconnect details ---------------------------------------------------
 def test_subscriptions_are_renewed_after_the_broker_restarts_without_persistence(tmp_path):
-    # given a broker that forgets sessions (kill, no saved state) and a subscribed publisher
+    # given a broker that forgets sessions (kill, no saved state), a subscribed publisher and a
+    # commander that watches its status (a message the publisher sends after subscribing is
+    # forwarded only once the broker has the subscription: one connection is processed in order)
     broker = Broker(tmp_path / "broker", conf_extra="autosave_interval 0").start()
     publisher = start_publisher(tmp_path, broker.port)
     got = []
     publisher.subscribe("edgeagent/%s/command" % DEVICE, lambda topic, payload: got.append(payload))
-    commander = Subscriber(broker.port, "unused/#", client_id="commander", persistent=False)
+    commander = Subscriber(broker.port, "edgeagent/%s/status" % DEVICE, client_id="commander",
+                           persistent=False)
+    publisher.send_now("edgeagent/%s/status" % DEVICE, status_payload("subscribed"), qos=1)
+    assert commander.wait_for(lambda msgs: "subscribed" in [m.json()["state"] for m in msgs], 30)
     commander.client.publish("edgeagent/%s/command" % DEVICE, b'{"id": 1}', qos=1)
-    deadline = time.monotonic() + 5
-    while not got and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: got, 30)
     assert got == [b'{"id": 1}']
     # when the broker is killed, its state wiped, and started again
-    generation = publisher._link.generation
     broker.kill()
     for name in os.listdir(os.path.join(broker.dir, "persist")):
         os.remove(os.path.join(broker.dir, "persist", name))
+    seen = len(commander.received())
     broker.start()
-    deadline = time.monotonic() + 10
-    while publisher._link.generation == generation and time.monotonic() < deadline:
-        time.sleep(0.05)
-    # then a command sent after the reconnect still arrives
-    assert commander.wait_for(lambda msgs: commander.client.is_connected())
+    # then the birth message `online` comes after the subscriptions are renewed, so a command
+    # sent once `online` is seen arrives
+    assert commander.wait_for(lambda msgs: wire.ONLINE in [m.json()["state"] for m in msgs[seen:]], 30)
     commander.client.publish("edgeagent/%s/command" % DEVICE, b'{"id": 2}', qos=1)
-    deadline = time.monotonic() + 5
-    while len(got) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
+    assert wait_until(lambda: len(got) >= 2, 30)
     assert got == [b'{"id": 1}', b'{"id": 2}']
     publisher.stop(5)
     commander.close()

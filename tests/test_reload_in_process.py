@@ -147,3 +147,22 @@ def test_stop_after_a_fallback_exits_0_and_frees_the_backend(running_service):
     service.request_stop("test")
     assert wait_until(lambda: outcome, 20)
     assert outcome == [0] and all(b.closed for b in assembly.backends)
+
+
+def test_a_stop_asked_while_loading_starts_nothing_and_exits_cleanly(tmp_path):
+    # given the signals the CLI installs first, and a stop (Ctrl-C, SIGTERM) while loading
+    from agent.daemon.lifecycle import Signals
+    signals = Signals()
+    signals.request_stop("SIGINT")
+    path = write_config(str(tmp_path / "config.yaml"), device={"id": "inproc"},
+                        pipeline="face-detect", state_dir=str(tmp_path / "state"),
+                        mqtt={"enabled": False})
+    assembly = RecordingAssembly()
+    hook = getattr(threading, "excepthook", None)
+    # when the service runs with them
+    code = Service(load_config(path), Overrides(), path, echo=Printed(),
+                   assembler=assembly.assembler(), signals=signals).run()
+    if hook is not None:
+        threading.excepthook = hook      # the service's CrashWatch installed its own
+    # then no backend was loaded and the exit is a clean stop's
+    assert (code, assembly.backends) == (0, [])

@@ -4,7 +4,8 @@ profile lists them and the installed onnxruntime build has them.
 Options (OPTION_SPECS below, the one place their defaults and checks live): providers, threads,
 spinning (intra-op threads busy-wait between runs: off by default, since at camera rate the
 session idles between frames and spinning burns a core for nothing), and the GPU providers'
-fp16, trt_workspace_mb and device_id. cache_dir is injected by the service.
+fp16, trt_workspace_mb and device_id. The TensorRT provider's engine cache is the context's
+cache_dir (the service's <state_dir>/engines).
 """
 
 import logging
@@ -44,11 +45,10 @@ OPTION_SPECS = (
            "graph optimizations before the first run: `disable`, `basic`, `extended`, `all` "
            "(`basic` if a fused op misbehaves on this build)"),
 )
-INJECTED = (Option("cache_dir", None, lambda value, path, key: value,
-                   "TensorRT provider's engine cache (the service sets <state_dir>/engines)"),)
-OPTIONS = tuple(o.name for o in OPTION_SPECS + INJECTED)
-# the typed options, made from the table (spec.parse fills it once; from_options takes it as is)
-OrtOptions = OPTIONS_CLASS = spec.options_class("OrtOptions", OPTION_SPECS + INJECTED, __name__)
+OPTIONS = tuple(o.name for o in OPTION_SPECS)
+# the typed options, made from the table (the profile parses into it once; from_options takes
+# an instance as it is)
+OrtOptions = OPTIONS_CLASS = spec.options_class("OrtOptions", OPTION_SPECS, __name__)
 SPINNING_KEYS = ("session.intra_op.allow_spinning", "session.inter_op.allow_spinning")
 log = logging.getLogger(__name__)
 
@@ -105,20 +105,11 @@ class OnnxRuntimeBackend:
     def info(self) -> BackendInfo:
         return self._info
 
-    @property
-    def precision(self) -> str:
-        return self._info.precision
-
-    @property
-    def device(self) -> str:
-        return self._info.device
-
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, context) -> "OnnxRuntimeBackend":
         context = spec.context_of(context)
         opts = spec.as_dict(spec.parse(OrtOptions, options, context.where, "onnxruntime."))
-        if opts["cache_dir"] is None and TRT_EP in opts["providers"]:
-            opts["cache_dir"] = context.cache_dir       # the TensorRT EP's engines
+        opts["cache_dir"] = context.cache_dir       # the TensorRT EP's engines, the service's
         ort = _import()
         wanted = list(opts["providers"])
         have = ort.get_available_providers()

@@ -1,9 +1,9 @@
 """How a backend declares the options a device profile may give it: name, default, check and
 the line docs/profiles.md shows. Each backend module owns its tuple (OPTION_SPECS) and the frozen
-class made from it (options_class). profiles.py checks a profile's options against the same
-table, and the backend parses them into its class (an instance passes as it is). So a default or
-check is written in one place; adding an option is one Option entry plus its docs/profiles.md
-row. (On the service path the check still runs twice, once in the profile and once in the backend.)
+class made from it (OPTIONS_CLASS). profiles.py parses a profile's options into that class once
+(profile_options); the backend takes the instance as it is and parses only a mapping (a tool's,
+a test's). So a default or check is written in one place and runs once; adding an option is one
+Option entry plus its docs/profiles.md row.
 
 Kept free of runtime imports: profiles validate on boards where the runtime is missing.
 """
@@ -90,14 +90,11 @@ def as_dict(options: Any) -> Dict[str, Any]:
             for f, v in ((f, getattr(options, f.name)) for f in dataclasses.fields(options))}
 
 
-def checked(specs: Sequence[Option], given: Mapping, path: str, prefix: str) -> Dict[str, Any]:
-    """Every option of specs: the given ones checked, the others at their default."""
-    reject_unknown(given, [o.name for o in specs], path, prefix)
-    chosen = defaults(specs)
-    for option in specs:
-        if option.name in given:
-            chosen[option.name] = option.check(given[option.name], path, prefix + option.name)
-    return chosen
+def profile_options(key: str, given: Mapping, path: str, prefix: str) -> Any:
+    """A profile's options for one backend, checked once into its OPTIONS_CLASS. Only the
+    table's own keys are allowed: what the service injects (cache_dir...) is not a profile's."""
+    reject_unknown(given, [o.name for o in option_specs(key)], path, prefix)
+    return parse(options_class_of(key), given, path, prefix)
 
 
 # ---- checks the option tables share ----------------------------------------------------------

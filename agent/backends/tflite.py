@@ -126,10 +126,6 @@ class TFLiteBackend:
     def info(self) -> BackendInfo:
         return self._info
 
-    @property
-    def precision(self) -> str:
-        return self._info.precision
-
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, context) -> "TFLiteBackend":
         opts = spec.as_dict(spec.parse(TfliteOptions, options, spec.context_of(context).where,

@@ -12,7 +12,7 @@ from .dashboards_config import (HomeAssistantSettings, HttpSettings, SnapshotSet
 from ..checks import reader
 from ..errors import ConfigError
 from ..mqtt.settings import MqttSettings, OutboxSettings
-from .profiles import BACKEND_KEYS
+from ..backends.spec import BACKEND_KEYS
 from .yamlio import read_yaml
 
 KEYS = ("device", "pipeline", "source", "backend", "state_dir", "mqtt", "outbox", "output",

@@ -12,7 +12,7 @@ from ..checks import (need_choice, need_int, need_list, need_mapping, need_str, 
 from ..errors import ConfigError
 from ..processing.decoders import check_decoder_keys
 from ..processing.preprocess_config import PreprocessConfig
-from .profiles import BACKEND_KEYS
+from ..backends.spec import BACKEND_KEYS
 from .yamlio import read_yaml
 
 KEYS = ("name", "description", "task", "models", "input_size", "preprocess", "decoder", "labels",

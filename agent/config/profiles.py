@@ -5,7 +5,6 @@ validated strictly (unknown keys are errors) and frozen. select_profile() picks 
 DeviceInfo: a forced name wins, then EDGEAGENT_PROFILE, then the best match rule.
 """
 
-import copy
 import fnmatch
 import logging
 import os
@@ -17,9 +16,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from . import resources
 from ..checks import (need_bool, need_choice, need_int, need_list, need_mapping, need_str,
                      reject_unknown, where)
-from ..backends.spec import checked as checked_options
-from ..backends.spec import defaults as option_defaults
-from ..backends.spec import option_specs
+from ..backends.spec import BACKEND_KEYS, as_dict, options_class_of, profile_options
 from ..board.device import ROOT_ENV, DeviceInfo, detect_device
 from ..errors import ConfigError
 from ..board.sandbox import Sandbox, sandbox_from_dict
@@ -27,17 +24,12 @@ from .yamlio import read_yaml
 
 log = logging.getLogger(__name__)
 
-BACKEND_KEYS = ("tensorrt", "onnxruntime", "tflite")
 ENV_VAR = "EDGEAGENT_PROFILE"
 TOP_KEYS = ("name", "description", "match", "backends", "camera", "thermal", "gpu_load",
             "throttled", "sandbox")
 MATCH_KEYS = ("model", "compatible", "arch")
 CAMERA_KEYS = ("default_source", "width", "height", "fps")
 
-# Every option a backend takes, with its default: profile.options(key) always returns all of
-# them. Each backend owns its table (OPTION_SPECS: default, check, doc line): agent/backends/spec.py
-BACKEND_DEFAULTS = {key: option_defaults(option_specs(key))
-                    for key in BACKEND_KEYS}  # type: Dict[str, Dict[str, Any]]
 
 # How strongly a rule kind identifies a board: a model string beats a compatible entry,
 # which beats a bare CPU architecture.
@@ -87,21 +79,26 @@ class Profile:
     path: str
     match: MatchRules
     backends: Tuple[str, ...]                       # order to try, keys of BACKEND_KEYS
-    backend_options: Mapping[str, Mapping[str, Any]]  # read-only; use options() for a copy
+    backend_options: Mapping[str, Any]   # key -> the backend's frozen OPTIONS_CLASS instance
     camera: CameraDefaults = field(default_factory=CameraDefaults)
     thermal: Tuple[Tuple[str, Tuple[str, ...]], ...] = ()   # (reported name, zone types to try)
     gpu_load: Tuple[str, ...] = ()                  # candidate load files, per-mille, first wins
     throttled: bool = False                         # ask `vcgencmd get_throttled` (Raspberry Pi)
     sandbox: Sandbox = field(default_factory=Sandbox)   # what the systemd unit must allow
 
-    def options(self, backend_key: str) -> Dict[str, Any]:
-        """A fresh copy of every option of one backend (defaults filled in)."""
-        if backend_key not in BACKEND_DEFAULTS:
+    def typed_options(self, backend_key: str) -> Any:
+        """One backend's options as its frozen class, checked when the profile was read (the
+        service hands this to the backend as it is); a backend not listed gets its defaults.
+        Each backend owns its table (OPTION_SPECS: default, check, doc line)."""
+        if backend_key not in BACKEND_KEYS:
             raise ValueError("unknown backend key %r; known: %s" % (
                 backend_key, ", ".join(BACKEND_KEYS)))
-        chosen = self.backend_options.get(backend_key, BACKEND_DEFAULTS[backend_key])
-        return {key: list(value) if isinstance(value, tuple) else copy.deepcopy(value)
-                for key, value in chosen.items()}
+        chosen = self.backend_options.get(backend_key)
+        return chosen if chosen is not None else options_class_of(backend_key)()
+
+    def options(self, backend_key: str) -> Dict[str, Any]:
+        """A fresh dict of every option of one backend (for display and CLI overrides)."""
+        return as_dict(self.typed_options(backend_key))
 
     @property
     def thermal_zones(self) -> Dict[str, Tuple[str, ...]]:
@@ -212,13 +209,13 @@ def _match_rules(data: Any, path: str) -> MatchRules:
                          for key in MATCH_KEYS if key in data})
 
 
-def _backends(items: Any, path: str) -> Tuple[Tuple[str, ...], Dict[str, Mapping[str, Any]]]:
+def _backends(items: Any, path: str) -> Tuple[Tuple[str, ...], Dict[str, Any]]:
     """`- tflite` or `- tflite: {threads: 4}` items, each backend at most once."""
     if not isinstance(items, list) or not items:
         raise ConfigError("%s = %r: must be a non-empty list of backends (%s)" % (
             where(path, "backends"), items, ", ".join(BACKEND_KEYS)))
     order = []  # type: List[str]
-    options = {}  # type: Dict[str, Mapping[str, Any]]
+    options = {}  # type: Dict[str, Any]
     for index, item in enumerate(items):
         key_path = "backends[%d]" % index
         if isinstance(item, str):
@@ -232,14 +229,9 @@ def _backends(items: Any, path: str) -> Tuple[Tuple[str, ...], Dict[str, Mapping
         if key in order:
             raise ConfigError("%s = %r: listed twice" % (where(path, key_path), key))
         order.append(key)
-        options[key] = MappingProxyType(
-            _backend_options(key, need_mapping(given or {}, path, key_path + "." + key), path,
-                             key_path + "." + key))
+        options[key] = profile_options(key, need_mapping(given or {}, path, key_path + "." + key),
+                                       path, key_path + "." + key + ".")
     return tuple(order), options
-
-
-def _backend_options(key: str, given: Mapping, path: str, prefix: str) -> Dict[str, Any]:
-    return copy.deepcopy(checked_options(option_specs(key), given, path, prefix + "."))
 
 
 def _camera(data: Any, path: str) -> CameraDefaults:

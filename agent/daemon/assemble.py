@@ -4,7 +4,7 @@ source. Each step fails with one clear error; nothing here starts a thread."""
 import logging
 import os
 from dataclasses import dataclass  # novm: the dataclasses backport serves 3.6
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 from .. import backends
 from ..config.agent_config import AgentConfig
@@ -60,16 +60,11 @@ def backend_context(plan: Plan, config: AgentConfig,
                                    plan.pipeline.input_size, progress)
 
 
-def backend_options(plan: Plan, config: AgentConfig, key: str,
-                    progress: Optional[Callable] = None) -> Dict:
-    """The profile's options for one backend (checked once, by the profile)."""
-    return plan.profile.options(key)
-
-
 def load_backend(plan: Plan, config: AgentConfig, progress: Optional[Callable] = None) -> Backend:
+    """The first backend of the plan's order that runs here, given the profile's options as
+    they were checked when the profile was read."""
     return backends.select(plan.backend_order, plan.pipeline.model_for,
-                           lambda key: backend_options(plan, config, key, progress),
-                           backend_context(plan, config, progress))
+                           plan.profile.typed_options, backend_context(plan, config, progress))
 
 
 def build_inference(plan: Plan, backend: Backend) -> Inference:

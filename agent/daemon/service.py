@@ -43,7 +43,8 @@ class Service:
     def __init__(self, config: AgentConfig, overrides: Overrides, config_path: Optional[str],
                  max_frames: Optional[int] = None, echo: Optional[Callable[[bytes], None]] = None,
                  notifier: Optional[Notifier] = None,
-                 assembler: Optional[Callable[..., RunningPipeline]] = None) -> None:
+                 assembler: Optional[Callable[..., RunningPipeline]] = None,
+                 signals: Optional[Signals] = None) -> None:
         self.config = with_state_directory(config)
         self.overrides = overrides
         self._config_path = config_path
@@ -51,7 +52,7 @@ class Service:
         self._echo = echo
         self._assemble = assembler or Assembler()
         self._notifier = notifier or Notifier()
-        self.signals = Signals()
+        self.signals = signals or Signals()    # the CLI's, installed before anything loads
         self.crashes = CrashWatch()
         self.keepalive = KeepAlive(self._notifier, watchdog_interval_s())
         self.systemd = Lifecycle(self._notifier, self.keepalive)
@@ -96,9 +97,13 @@ class Service:
             if self.config.commands_enabled:
                 self.outputs.enable_commands(self.tap.latest, self.request_reload)
             self.dashboards.start()
-            running = self._start(self.config, self.overrides, plan)
-            self.health.start()
-            code = self._run_pipelines(running)
+            if self.signals.stop.is_set():   # Ctrl-C or SIGTERM while loading: start nothing
+                log.info("stopped before the pipeline started (%s)", self.signals.reason)
+                code = 0
+            else:
+                running = self._start(self.config, self.overrides, plan)
+                self.health.start()
+                code = self._run_pipelines(running)
         except EdgeAgentError as error:
             code = error.exit_code
             raise

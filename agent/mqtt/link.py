@@ -226,9 +226,12 @@ class MqttLink:
 
     def _on_accepted(self, client: Any, properties: Any) -> None:
         self.receive_maximum = paho_compat.receive_maximum(properties)
-        client.publish(self.status_topic, self._status_payload(wire.ONLINE), qos=1, retain=True)
+        # Subscribe before the birth message: the broker handles one connection in order, so
+        # whoever sees `online` can send a command and it arrives, even from a broker that
+        # forgot our session.
         for topic in list(self._subs):
             client.subscribe(topic, 1)
+        client.publish(self.status_topic, self._status_payload(wire.ONLINE), qos=1, retain=True)
         with self._lock:
             if self._client is not client:
                 return

@@ -87,14 +87,6 @@ class TensorRTBackend:
     def info(self) -> BackendInfo:
         return self._info
 
-    @property
-    def precision(self) -> str:
-        return self._info.precision
-
-    @property
-    def device(self) -> str:
-        return self._info.device
-
     @classmethod
     def from_options(cls, model_path: str, options: Mapping, context) -> "TensorRTBackend":
         opts = TrtOptions.from_context(options, context)

@@ -1,6 +1,7 @@
 """The ``tensorrt`` backend options, validated once into a frozen value.
 
-Profile keys: precision, workspace_mb, dla_core, build_on_start.
+Profile keys (OPTION_SPECS, parsed once into TrtProfileOptions): precision, workspace_mb,
+dla_core, build_on_start.
 Keys the service injects: cache_dir, input_size, calibration_dir, calibration_preprocess, progress.
 """
 
@@ -34,6 +35,8 @@ OPTION_SPECS = (
            "build a missing engine when the service starts (`false`: use `edgeagent build-engine`)"),
 )
 PROFILE_KEYS = tuple(o.name for o in OPTION_SPECS)
+# a profile's part, made from the table (profiles parse into it once; TrtOptions takes it as is)
+TrtProfileOptions = OPTIONS_CLASS = spec.options_class("TrtProfileOptions", OPTION_SPECS, __name__)
 INJECTED_KEYS = ("cache_dir", "input_size", "calibration_dir", "calibration_preprocess",
                  "progress")
 OPTIONS = PROFILE_KEYS + INJECTED_KEYS
@@ -62,35 +65,39 @@ class TrtOptions:
     where: str = ""                                       # the file the options came from
 
     @classmethod
-    def from_context(cls, options: Mapping, context) -> "TrtOptions":
-        """The profile's options plus the context's cache_dir, progress and input size; the one
-        place (width, height) turns into the builder's (height, width)."""
+    def from_context(cls, options: Any, context) -> "TrtOptions":
+        """The profile's options (a TrtProfileOptions, checked when the profile was read; or a
+        mapping from a tool, checked here) plus the context's cache_dir, progress and input
+        size; the one place (width, height) turns into the builder's (height, width)."""
         context = spec.context_of(context)
-        merged = dict(options)
+        profile = options if isinstance(options, TrtProfileOptions) else None
+        merged = {} if profile is not None else dict(options)
         if context.cache_dir and "cache_dir" not in merged:
             merged["cache_dir"] = context.cache_dir
         if context.progress is not None and "progress" not in merged:
             merged["progress"] = context.progress
         if context.input_size is not None and "input_size" not in merged:
             merged["input_size"] = [context.input_size[1], context.input_size[0]]
-        return cls.from_options(merged, context.where)
+        return cls.from_options(merged, context.where, profile)
 
     @classmethod
-    def from_options(cls, options: Mapping, path: str) -> "TrtOptions":
-        reject_unknown(options, OPTIONS, path, PREFIX)
-        get = options.get
-        # the profile's keys: defaults and checks from OPTION_SPECS, the one table
-        chosen = spec.checked(OPTION_SPECS, {k: v for k, v in options.items()
-                                             if k in PROFILE_KEYS}, path, PREFIX)
-        precision, dla_core = chosen["precision"], chosen["dla_core"]
-        if dla_core is not None and precision == FP32:
+    def from_options(cls, options: Mapping, path: str,
+                     profile: Optional[Any] = None) -> "TrtOptions":
+        """options: the injected keys, and the profile's keys too unless `profile` (a checked
+        TrtProfileOptions) is given."""
+        reject_unknown(options, OPTIONS if profile is None else INJECTED_KEYS, path, PREFIX)
+        if profile is None:   # defaults and checks from OPTION_SPECS, the one table
+            profile = spec.parse(TrtProfileOptions, {k: v for k, v in options.items()
+                                                     if k in PROFILE_KEYS}, path, PREFIX)
+        if profile.dla_core is not None and profile.precision == FP32:
             raise ConfigError("%s = fp32: DLA runs fp16 or int8 only; set precision: fp16 "
                               "or dla_core: null" % where(path, PREFIX + "precision"))
+        get = options.get
         return cls(
-            precision=precision,
-            workspace_mb=chosen["workspace_mb"],
-            dla_core=dla_core,
-            build_on_start=chosen["build_on_start"],
+            precision=profile.precision,
+            workspace_mb=profile.workspace_mb,
+            dla_core=profile.dla_core,
+            build_on_start=profile.build_on_start,
             cache_dir=need_str(get("cache_dir") or default_cache_dir(), path,
                                PREFIX + "cache_dir"),
             input_size=_input_size(get("input_size"), path),
