@@ -91,9 +91,8 @@ def as_dict(options: Any) -> Dict[str, Any]:
 
 
 def profile_options(key: str, given: Mapping, path: str, prefix: str) -> Any:
-    """A profile's options for one backend, checked once into its OPTIONS_CLASS. Only the
-    table's own keys are allowed: what the service injects (cache_dir...) is not a profile's."""
-    reject_unknown(given, [o.name for o in option_specs(key)], path, prefix)
+    """A profile's options for one backend, checked once into its OPTIONS_CLASS. The class holds
+    only the table's keys, so what the service supplies (the engine cache...) is refused."""
     return parse(options_class_of(key), given, path, prefix)
 
 
